@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Idempotent set-up of the project's virtualenv (.venv) with the pinned stack of constraints.txt.
+# Sourced by scripts/main.sh and scripts/test.sh; a second run only compares a stamp and returns.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="${TIMM_CODED_VENV:-$ROOT/.venv}"
+PY="${PYTHON:-python3}"
+STAMP="$VENV/.timm-coded-stamp"
+want="$(cat "$ROOT/setup.cfg" "$ROOT/pyproject.toml" "$ROOT/constraints.txt" | sha256sum | cut -d' ' -f1)"
+if [ ! -x "$VENV/bin/python" ]; then
+  echo "[env] creating virtualenv $VENV" >&2
+  "$PY" -m venv "$VENV"
+fi
+if [ "$(cat "$STAMP" 2>/dev/null)" != "$want" ]; then
+  echo "[env] installing timm-coded and the pinned stack (constraints.txt) into $VENV" >&2
+  "$VENV/bin/python" -m pip install -q --upgrade pip >&2
+  "$VENV/bin/python" -m pip install -q -c "$ROOT/constraints.txt" -e "$ROOT[test,plots]" >&2
+  echo "$want" > "$STAMP"
+fi
+export PATH="$VENV/bin:$PATH"
+export VIRTUAL_ENV="$VENV"
