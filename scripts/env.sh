@@ -19,3 +19,11 @@ if [ "$(cat "$STAMP" 2>/dev/null)" != "$want" ]; then
 fi
 export PATH="$VENV/bin:$PATH"
 export VIRTUAL_ENV="$VENV"
+
+# Real data for the tests and the main job: Debian's Fashion-MNIST package, when we may install it.
+if [ ! -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] && [ "$(id -u)" = 0 ] \
+   && command -v apt-get >/dev/null 2>&1; then
+  echo "[env] installing Debian package dataset-fashion-mnist" >&2
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist) >&2 \
+    || echo "[env] could not install dataset-fashion-mnist; real-data steps will say what to install" >&2
+fi

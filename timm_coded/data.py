@@ -1,0 +1,117 @@
+""" Fashion-MNIST read offline from IDX files (Debian's `dataset-fashion-mnist` package by default).
+
+Images are 28x28 grayscale; `in_chans=3` (default) replicates the gray channel so ImageNet/CIFAR-style
+3-channel models and timm transforms work unchanged, `in_chans=1` keeps one channel.
+"""
+import gzip
+import os
+from typing import Callable, Optional, Sequence, Tuple
+
+import numpy as np
+import torch.utils.data
+from PIL import Image
+
+__all__ = ['FashionMNIST', 'FASHION_MNIST_CLASSES', 'FASHION_MNIST_DIRS', 'balanced_indices', 'find_fashion_mnist', 'read_idx']
+
+FASHION_MNIST_CLASSES = ('T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt', 'Sneaker',
+                         'Bag', 'Ankle boot')
+FASHION_MNIST_DIRS = ('/usr/share/datasets/fashion-mnist',)
+_FILES = {'train': ('train-images-idx3-ubyte', 'train-labels-idx1-ubyte'),
+          'test': ('t10k-images-idx3-ubyte', 't10k-labels-idx1-ubyte')}
+_MISSING = ('Fashion-MNIST IDX files not found in {where}. Install them with `apt-get install dataset-fashion-mnist` '
+            '(Debian/Ubuntu, files in /usr/share/datasets/fashion-mnist), or pass --data-dir with the four '
+            'train-/t10k- *-ubyte(.gz) files, e.g. from torchvision.datasets.FashionMNIST(root, download=True).')
+
+
+def read_idx(path: str) -> np.ndarray:
+    """Read an IDX file (optionally .gz) into a numpy array."""
+    opener = gzip.open if path.endswith('.gz') else open
+    with opener(path, 'rb') as f:
+        data = f.read()
+    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 8:
+        raise ValueError(f'{path} is not an unsigned-byte IDX file (bad magic number): re-download it.')
+    ndim = data[3]
+    dims = tuple(int.from_bytes(data[4 + 4 * i:8 + 4 * i], 'big') for i in range(ndim))
+    body = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
+    if body.size != int(np.prod(dims)):
+        raise ValueError(f'{path} is truncated: header says {dims}, found {body.size} bytes of data.')
+    return body.reshape(dims)
+
+
+def _locate(root: str, stem: str) -> Optional[str]:
+    for sub in ('', 'raw', os.path.join('FashionMNIST', 'raw')):
+        for ext in ('.gz', ''):
+            path = os.path.join(root, sub, stem + ext)
+            if os.path.isfile(path):
+                return path
+    return None
+
+
+def find_fashion_mnist(root: Optional[str] = None) -> str:
+    """Folder holding the Fashion-MNIST IDX files: `root` if given, else the Debian package's folder."""
+    for candidate in ([root] if root else FASHION_MNIST_DIRS):
+        if candidate and all(_locate(candidate, s) for pair in _FILES.values() for s in pair):
+            return candidate
+    raise FileNotFoundError(_MISSING.format(where=root or ', '.join(FASHION_MNIST_DIRS)))
+
+
+class FashionMNIST(torch.utils.data.Dataset):
+    """Fashion-MNIST split as (PIL image, label) pairs, usable with timm's `create_loader`.
+
+    Args:
+        root: Folder with the IDX files; default the Debian package's folder.
+        split: 'train' (60k) or 'test' / 'validation' / 'val' (10k).
+        transform: Applied to the PIL image (timm's loaders set it).
+        indices: Optional subset of sample indices (e.g. a class-balanced few hundred for quick runs).
+        in_chans: 3 replicates the gray channel (RGB image), 1 keeps grayscale ('L').
+    """
+
+    def __init__(
+            self,
+            root: Optional[str] = None,
+            split: str = 'train',
+            transform: Optional[Callable] = None,
+            target_transform: Optional[Callable] = None,
+            indices: Optional[Sequence[int]] = None,
+            in_chans: int = 3,
+    ):
+        key = 'train' if split == 'train' else 'test' if split in ('test', 'val', 'validation') else None
+        if key is None:
+            raise ValueError(f"Fashion-MNIST split must be 'train' or 'test'/'validation', got {split!r}.")
+        if in_chans not in (1, 3):
+            raise ValueError(f'Fashion-MNIST in_chans must be 1 (grayscale) or 3 (replicated), got {in_chans}.')
+        folder = find_fashion_mnist(root)
+        images, labels = (read_idx(_locate(folder, s)) for s in _FILES[key])
+        if indices is not None:
+            idx = np.asarray(indices, dtype=np.int64)
+            images, labels = images[idx], labels[idx]
+        self.images = images
+        self.targets = labels.astype(np.int64)
+        self.transform = transform
+        self.target_transform = target_transform
+        self.in_chans = in_chans
+        self.classes = FASHION_MNIST_CLASSES
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def __getitem__(self, index: int) -> Tuple[object, int]:
+        img = Image.fromarray(self.images[index], mode='L')
+        if self.in_chans == 3:
+            img = img.convert('RGB')
+        target = int(self.targets[index])
+        if self.transform is not None:
+            img = self.transform(img)
+        if self.target_transform is not None:
+            target = self.target_transform(target)
+        return img, target
+
+    def filename(self, index: int, basename: bool = False, absolute: bool = False) -> str:
+        return f'fashion_mnist_{index:05d}'
+
+
+def balanced_indices(targets: np.ndarray, per_class: int, seed: int = 0) -> np.ndarray:
+    """`per_class` random indices of every class, sorted: a class-balanced subset."""
+    rng = np.random.default_rng(seed)
+    picks = [rng.choice(np.flatnonzero(targets == c), per_class, replace=False) for c in np.unique(targets)]
+    return np.sort(np.concatenate(picks))

@@ -1,0 +1,44 @@
+""" Coding loss for stock timm `train.py`: `python train.py --device-modules train_hooks.timm_patch ...`.
+
+Importing this module registers the Coded ResNeXt models (`import timm_coded`) and patches
+`timm.task.ClassificationTask.forward` in place, once (importing it again changes nothing). The patched
+forward adds mu * coding loss (Eq. 6) only when the task trains a Coded ResNeXt with coded blocks; every
+other model trains exactly as before. mu: $TIMM_CODED_MU, else the model's `coding_loss_weight`
+(`--model-kwargs coding_loss_weight=4`), default 6 for the CIFAR nets and 2 for ImageNet.
+"""
+import logging
+
+from timm.task import ClassificationTask
+
+import timm_coded  # noqa: F401  (registers the models)
+from train_hooks.task import add_coding_loss, find_coded, resolve_mu
+
+_logger = logging.getLogger('train')
+_PATCH_FLAG = '__timm_coded_patched__'
+
+
+def _coded_forward(original):
+    def forward(self, input, target):
+        result = original(self, input, target)
+        net = None if getattr(self, 'adds_coding_loss', False) else find_coded(self.trainable_module)
+        if net is None:
+            return result
+        mu = getattr(self, '_timm_coded_mu', None)
+        if mu is None:
+            mu = self._timm_coded_mu = resolve_mu(net)
+            _logger.info(f'timm_coded: coding loss active (Eq. 6), mu={mu:g}, {len(net.coded_blocks())} coded blocks')
+        return add_coding_loss(result, self.trainable_module, target, mu)
+    setattr(forward, _PATCH_FLAG, True)
+    forward.__wrapped__ = original
+    return forward
+
+
+def patch_classification_task() -> bool:
+    """Patch ClassificationTask.forward once; returns False when it already was."""
+    if getattr(ClassificationTask.forward, _PATCH_FLAG, False):
+        return False
+    ClassificationTask.forward = _coded_forward(ClassificationTask.forward)
+    return True
+
+
+patch_classification_task()
