@@ -1,0 +1,96 @@
+"""Shared helpers for the benchmarks: machine info, timing, memory, and BENCHMARKS.md sections."""
+import os
+import platform
+import re
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable, Dict, List
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCHMARKS = ROOT / 'BENCHMARKS.md'
+
+
+def machine_info() -> str:
+    """One Markdown line: CPU model, cores, load, torch/timm versions, UTC date."""
+    cpu = platform.processor() or 'unknown CPU'
+    try:
+        for line in Path('/proc/cpuinfo').read_text().splitlines():
+            if line.startswith('model name'):
+                cpu = line.split(':', 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import timm
+    load = os.getloadavg()[0] if hasattr(os, 'getloadavg') else float('nan')
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'no GPU'
+    return (f'{cpu}, {os.cpu_count()} cores, {gpu}, load average {load:.2f} at start; torch {torch.__version__}, '
+            f'timm {timm.__version__}, Python {platform.python_version()}; '
+            f'{datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")}')
+
+
+def command_line() -> str:
+    rel = os.path.relpath(sys.argv[0], ROOT)
+    return ' '.join(['python', rel] + sys.argv[1:])
+
+
+def write_section(name: str, body: str) -> None:
+    """Replace (or append) the `<!-- name:start -->...<!-- name:end -->` section of BENCHMARKS.md."""
+    start, end = f'<!-- {name}:start -->', f'<!-- {name}:end -->'
+    block = f'{start}\n{body.rstrip()}\n{end}'
+    text = BENCHMARKS.read_text() if BENCHMARKS.exists() else '# Benchmarks\n'
+    pattern = re.compile(re.escape(start) + '.*?' + re.escape(end), re.S)
+    text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + '\n\n' + block + '\n'
+    tmp = BENCHMARKS.with_suffix('.md.tmp')
+    tmp.write_text(text)
+    os.replace(tmp, BENCHMARKS)
+
+
+def time_interleaved(fns: Dict[str, Callable[[], None]], repeats: int, warmup: int = 2) -> Dict[str, float]:
+    """Median seconds per call of each fn, calls interleaved (a, b, a, b, ...) so drift hits all alike."""
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    samples: Dict[str, List[float]] = {k: [] for k in fns}
+    for _ in range(repeats):
+        for key, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            samples[key].append(time.perf_counter() - t0)
+    return {k: sorted(v)[len(v) // 2] for k, v in samples.items()}
+
+
+class SavedTensorBytes:
+    """Bytes of the distinct storages autograd saves for backward inside the context (activation memory).
+
+    Storages of `exclude` tensors (pass the model's parameters) are not counted: weights are not activations.
+    """
+
+    def __init__(self, exclude=()):
+        self.storages = {}
+        self.excluded = {p.untyped_storage().data_ptr() for p in exclude}
+
+    def _pack(self, t: torch.Tensor):
+        try:
+            storage = t.untyped_storage()
+            if storage.data_ptr() not in self.excluded:
+                self.storages[storage.data_ptr()] = storage.nbytes()
+        except (RuntimeError, NotImplementedError):
+            pass
+        return t
+
+    def __enter__(self):
+        self._ctx = torch.autograd.graph.saved_tensors_hooks(self._pack, lambda t: t)
+        self._ctx.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        self._ctx.__exit__(*exc)
+        return False
+
+    @property
+    def nbytes(self) -> int:
+        return sum(self.storages.values())
