@@ -22,7 +22,7 @@ import math
 import warnings
 from fractions import Fraction
 from functools import partial
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -34,7 +34,8 @@ from timm.models import build_model_with_cfg, checkpoint_seq, generate_default_c
 from timm.models._features import feature_take_indices
 from timm.models.resnet import Bottleneck, make_blocks
 
-from .codes import CodingScheme, get_scheme
+if TYPE_CHECKING:  # imported lazily, so `python -m timm_coded.codes` runs without importing itself twice
+    from .codes import CodingScheme
 
 __all__ = ['CodedResNeXt', 'CodedBottleneck', 'SubNNDrop', 'Codebooks', 'subnn_energies', 'parse_coding_ratio']
 
@@ -245,12 +246,12 @@ class Codebooks(nn.Module):
     (fine-tuning to a new head: timm drops the classifier when num_classes differs), which only warns.
     """
 
-    def __init__(self, schemes: Mapping[str, CodingScheme]):
+    def __init__(self, schemes: Mapping[str, 'CodingScheme']):
         super().__init__()
         self.head_in_checkpoint = True  # set by the model before loading (torch hands children a filtered dict)
         self.set_schemes(schemes)
 
-    def set_schemes(self, schemes: Mapping[str, CodingScheme]) -> None:
+    def set_schemes(self, schemes: Mapping[str, 'CodingScheme']) -> None:
         """(Re)place every codebook buffer, keeping device placement."""
         device = next(iter(self.buffers()), torch.empty(0)).device
         for key, scheme in schemes.items():
@@ -419,7 +420,7 @@ class CodedResNeXt(nn.Module):
             block.drop_leader = id(block.subnn_drop) not in seen
             seen.add(id(block.subnn_drop))
 
-    def _build_schemes(self, num_classes: int) -> Dict[str, CodingScheme]:
+    def _build_schemes(self, num_classes: int) -> Dict[str, 'CodingScheme']:
         """One coding scheme per distinct ratio r < 1: user codebook if given, else built-in / generated."""
         schemes = {}
         for act in sorted(set(self.stage_active), reverse=True):
@@ -449,9 +450,11 @@ class CodedResNeXt(nn.Module):
         return [n for n, m in self.named_modules() if isinstance(m, CodedBottleneck)]
 
     @torch.jit.ignore
-    def coding_schemes(self) -> Dict[str, CodingScheme]:
+    def coding_schemes(self) -> Dict[str, 'CodingScheme']:
         """{key: CodingScheme} for every coded ratio of the model, from its codebook buffers."""
-        return {k: CodingScheme.from_codewords(getattr(self.codebooks, k).cpu().numpy())
+        from .codes import CodingScheme
+        return {k: CodingScheme.from_codewords(getattr(self.codebooks, k).cpu().numpy(),
+                                               num_active=int(k[1:].split('_')[0]))
                 for k in self.codebooks.keys()}
 
     @torch.jit.ignore
@@ -590,7 +593,7 @@ class CodedResNeXt(nn.Module):
         return x
 
 
-def _scheme_for(num_classes: int, num_subnns: int, num_active: int) -> CodingScheme:
+def _scheme_for(num_classes: int, num_subnns: int, num_active: int) -> 'CodingScheme':
     """Built-in or generated scheme; a clear error when N, N_act cannot give `num_classes` codewords."""
     available = math.comb(num_subnns, num_active)
     if num_classes > available:
@@ -598,11 +601,13 @@ def _scheme_for(num_classes: int, num_subnns: int, num_active: int) -> CodingSch
             f'Coding ratio {num_active}/{num_subnns} has only C({num_subnns}, {num_active}) = {available} distinct '
             f'codewords, fewer than num_classes = {num_classes}. Choose a ratio closer to 1/2, or a model with more '
             f'subNNs (cardinality).')
+    from .codes import get_scheme
     return get_scheme(num_classes, num_subnns, num_active)
 
 
-def _parse_user_codebooks(codebooks: Optional[Mapping[str, Any]], num_subnns: int) -> Dict[str, CodingScheme]:
+def _parse_user_codebooks(codebooks: Optional[Mapping[str, Any]], num_subnns: int) -> Dict[str, 'CodingScheme']:
     """{'A/N' or 'rA_N': codewords} -> {'rA_N': CodingScheme}, validated by `CodingScheme.from_codewords`."""
+    from .codes import CodingScheme
     out: Dict[str, CodingScheme] = {}
     for ratio, rows in (codebooks or {}).items():
         if isinstance(ratio, str) and ratio.startswith('r') and '_' in ratio:
