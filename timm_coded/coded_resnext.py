@@ -29,7 +29,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
-from timm.layers import create_classifier, get_act_layer, get_norm_layer, register_notrace_function
+from timm.layers import create_classifier, get_act_layer, get_device_dtype, get_norm_layer, \
+    register_notrace_function
 from timm.models import build_model_with_cfg, checkpoint_seq, generate_default_cfgs, register_model
 from timm.models._features import feature_take_indices
 from timm.models.resnet import Bottleneck, make_blocks
@@ -58,6 +59,8 @@ def subnn_energies(h: torch.Tensor, weight: torch.Tensor, num_subnns: int) -> to
         (B, N) float32 energies, computed in fp32 whatever the autocast state.
     """
     if torch.jit.is_scripting():
+        return _energies_fp32(h, weight, num_subnns)
+    if not torch.amp.is_autocast_available(h.device.type):  # e.g. 'meta': no autocast to disable
         return _energies_fp32(h, weight, num_subnns)
     with torch.autocast(device_type=h.device.type, enabled=False):
         return _energies_fp32(h, weight, num_subnns)
@@ -246,14 +249,15 @@ class Codebooks(nn.Module):
     (fine-tuning to a new head: timm drops the classifier when num_classes differs), which only warns.
     """
 
-    def __init__(self, schemes: Mapping[str, 'CodingScheme']):
+    def __init__(self, schemes: Mapping[str, 'CodingScheme'], device=None):
         super().__init__()
         self.head_in_checkpoint = True  # set by the model before loading (torch hands children a filtered dict)
-        self.set_schemes(schemes)
+        self.set_schemes(schemes, device=device)
 
-    def set_schemes(self, schemes: Mapping[str, 'CodingScheme']) -> None:
-        """(Re)place every codebook buffer, keeping device placement."""
-        device = next(iter(self.buffers()), torch.empty(0)).device
+    def set_schemes(self, schemes: Mapping[str, 'CodingScheme'], device=None) -> None:
+        """(Re)place every codebook buffer, on `device` or where the current ones live."""
+        if device is None:
+            device = next(iter(self.buffers()), torch.empty(0)).device
         for key, scheme in schemes.items():
             self.register_buffer(key, torch.tensor(scheme.codewords, dtype=torch.uint8, device=device))
 
@@ -395,7 +399,7 @@ class CodedResNeXt(nn.Module):
         self.num_features = channels[-1] * Bottleneck.expansion
         self.global_pool, self.fc = create_classifier(self.num_features, num_classes, pool_type=global_pool, **dd)
         self.head_hidden_size = self.num_features * self.global_pool.feat_mult()
-        self.codebooks = Codebooks(self._build_schemes(num_classes))
+        self.codebooks = Codebooks(self._build_schemes(num_classes), device=device)
 
         self.init_weights(zero_init_last=zero_init_last)
 
@@ -487,8 +491,7 @@ class CodedResNeXt(nn.Module):
 
     def reset_classifier(self, num_classes: int, global_pool: Optional[str] = None) -> None:
         """New head for `num_classes`; the codebooks are rebuilt for the new class count."""
-        param = next(self.fc.parameters(), None) if isinstance(self.fc, nn.Module) else None
-        dd = {'device': param.device, 'dtype': param.dtype} if param is not None else {}
+        dd = get_device_dtype(self)
         self.num_classes = num_classes
         if global_pool is None:
             global_pool = self.global_pool.pool_type
