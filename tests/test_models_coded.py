@@ -10,8 +10,8 @@ import torch.nn.functional as F
 import timm_coded
 from timm_coded.coded_resnext import CodedBottleneck, CodedResNeXt
 
-MODELS = ['coded_resnext29_10x11d', 'coded_resnext29_20x6d', 'coded_resnext50_32x4d',
-          'resnext29_10x11d', 'resnext29_20x6d']
+MODELS = ['coded_resnext29_10x11d', 'coded_resnext29_20x6d', 'coded_resnext50_32x4d', 'coded_resnext11_10x4d',
+          'resnext29_10x11d', 'resnext29_20x6d', 'resnext11_10x4d']
 
 
 def tiny(num_classes: int = 6, **kwargs) -> CodedResNeXt:
@@ -117,7 +117,10 @@ def test_param_counts_match_table1():
 
 
 def test_registry_and_cfgs():
-    assert set(MODELS) <= set(timm.list_models('*resnext29*') + timm.list_models('coded*'))
+    assert set(MODELS) <= set(timm.list_models('*resnext29*') + timm.list_models('*resnext11*')
+                              + timm.list_models('coded*'))
+    narrow = timm.create_model('coded_resnext11_10x4d')
+    assert sum(p.numel() for p in narrow.parameters()) == 160_330 and narrow.pretrained_cfg['input_size'] == (3, 28, 28)
     assert not timm.list_models('coded*', pretrained=True)  # no weights exist yet: none advertised
     cfg = timm.get_pretrained_cfg('coded_resnext50_32x4d')
     assert cfg.input_size == (3, 160, 160) and cfg.test_input_size == (3, 224, 224) and cfg.pool_size == (5, 5)

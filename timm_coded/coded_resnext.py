@@ -44,6 +44,8 @@ CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
 CIFAR100_MEAN = (0.5071, 0.4865, 0.4409)
 CIFAR100_STD = (0.2673, 0.2564, 0.2762)
+FASHION_MNIST_MEAN = (0.2860,) * 3  # gray channel replicated (in_chans=3); use the first value with in_chans=1
+FASHION_MNIST_STD = (0.3530,) * 3
 
 
 @register_notrace_function
@@ -646,8 +648,8 @@ def _cfg(**kwargs) -> Dict[str, Any]:
 
 
 def _cifar_cfg(num_classes: int, mean: Tuple[float, ...], std: Tuple[float, ...], **kwargs) -> Dict[str, Any]:
-    return _cfg(num_classes=num_classes, input_size=(3, 32, 32), pool_size=(8, 8), crop_pct=1.0,
-                interpolation='bilinear', mean=mean, std=std, **kwargs)
+    return _cfg(**dict(dict(num_classes=num_classes, input_size=(3, 32, 32), pool_size=(8, 8), crop_pct=1.0,
+                            interpolation='bilinear', mean=mean, std=std), **kwargs))
 
 
 # No weight source (url / file / hf_hub_id) until real trained weights exist.
@@ -656,11 +658,17 @@ default_cfgs = generate_default_cfgs({
     'coded_resnext29_20x6d.cifar100': _cifar_cfg(100, CIFAR100_MEAN, CIFAR100_STD),
     'coded_resnext50_32x4d.in1k': _cfg(
         input_size=(3, 160, 160), pool_size=(5, 5), test_input_size=(3, 224, 224), test_pool_size=(7, 7)),
+    'coded_resnext11_10x4d.fashion_mnist': _cifar_cfg(
+        10, FASHION_MNIST_MEAN, FASHION_MNIST_STD, input_size=(3, 28, 28), pool_size=(7, 7)),
+    'resnext11_10x4d.fashion_mnist': _cifar_cfg(
+        10, FASHION_MNIST_MEAN, FASHION_MNIST_STD, input_size=(3, 28, 28), pool_size=(7, 7)),
     'resnext29_10x11d.cifar10': _cifar_cfg(10, CIFAR10_MEAN, CIFAR10_STD),
     'resnext29_20x6d.cifar100': _cifar_cfg(100, CIFAR100_MEAN, CIFAR100_STD),
 })
 
 _CIFAR29 = dict(layers=(3, 3, 3), channels=(64, 128, 256), stem_type='cifar')
+_NARROW11 = dict(layers=(1, 1, 1), channels=(16, 32, 64), stem_type='cifar', cardinality=10, base_width=16,
+                 num_classes=10)
 
 
 @register_model
@@ -699,3 +707,18 @@ def resnext29_20x6d(pretrained: bool = False, **kwargs) -> CodedResNeXt:
     """ResNeXt-29 (20x6d) baseline for CIFAR-100: the coded net with every ratio 20/20."""
     model_args = dict(**_CIFAR29, cardinality=20, base_width=6, coding_ratios=('20/20',) * 3, num_classes=100)
     return _create_coded_resnext('resnext29_20x6d', pretrained, **dict(model_args, **kwargs))
+
+
+@register_model
+def coded_resnext11_10x4d(pretrained: bool = False, **kwargs) -> CodedResNeXt:
+    """Narrow Coded ResNeXt-11 (10x4d) sized for CPUs (Fashion-MNIST main job): 1 block per stage, planes
+    16/32/64, N = 10, d = 4/8/16, ratios 10/10, 5/10, 3/10 (the CIFAR-10 coding schemes of Table 4)."""
+    model_args = dict(**_NARROW11, coding_ratios=('10/10', '5/10', '3/10'))
+    return _create_coded_resnext('coded_resnext11_10x4d', pretrained, **dict(model_args, **kwargs))
+
+
+@register_model
+def resnext11_10x4d(pretrained: bool = False, **kwargs) -> CodedResNeXt:
+    """Narrow ResNeXt-11 (10x4d) baseline of `coded_resnext11_10x4d`: every ratio 10/10."""
+    model_args = dict(**_NARROW11, coding_ratios=('10/10',) * 3)
+    return _create_coded_resnext('resnext11_10x4d', pretrained, **dict(model_args, **kwargs))
