@@ -1,4 +1,4 @@
-""" Coded ResNeXt (Gkillas et al., "Coded ResNeXt", arXiv:2202.05343) as a timm model family.
+""" Coded ResNeXt ("Towards Disentangling Information Paths with Coded ResNeXt", arXiv:2202.05343) for timm.
 
 A Coded ResNeXt is a ResNeXt whose deeper blocks route each class through a fixed, pre-designed subset of
 their N branches (subNNs). This file holds the architecture; the paper's equations live here:
@@ -439,7 +439,8 @@ class CodedResNeXt(nn.Module):
                     raise ValueError(
                         f'Codebook for ratio {act}/{self.num_subnns} has {scheme.num_classes} codewords with '
                         f'{scheme.num_active} ones; the model needs {num_classes} codewords (num_classes) with '
-                        f'{act} ones each.')
+                        f'{act} ones each. Pass matching codebooks, or codebooks={{}} to build new ones for '
+                        f'{num_classes} classes (e.g. when fine-tuning to a new class count).')
             else:
                 scheme = _scheme_for(num_classes, self.num_subnns, act)
             schemes[key] = scheme
@@ -642,7 +643,8 @@ def _cfg(**kwargs) -> Dict[str, Any]:
         'crop_pct': 0.875, 'interpolation': 'bicubic',
         'mean': IMAGENET_DEFAULT_MEAN, 'std': IMAGENET_DEFAULT_STD,
         'first_conv': 'conv1', 'classifier': 'fc',
-        'license': 'apache-2.0', 'paper_ids': 'arXiv:2202.05343', 'paper_name': 'Coded ResNeXt',
+        'license': 'apache-2.0', 'paper_ids': 'arXiv:2202.05343',
+        'paper_name': 'Towards Disentangling Information Paths with Coded ResNeXt',
         **kwargs,
     }
 
