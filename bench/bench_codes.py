@@ -1,10 +1,13 @@
 """Benchmark of coding-scheme generation (timm_coded.codes.generate_scheme).
 
 Times a fresh generation (generate_scheme caches nothing; get_scheme's cache is not used) of the paper's
-CIFAR-100 and ImageNet-1k schemes plus an odd-sized one, best of --repeat runs, and writes the results into
-the `bench_codes` section of BENCHMARKS.md (only that section is replaced; the file is created if missing).
+CIFAR-100 and ImageNet-1k schemes plus an odd-sized one, best of --repeat runs; then user shapes where the
+lexicode search of Algorithm 1 alone (`codes._search`, the previous generator) stops below the upper bound
+on H_min, before/after the tabu search; then every K in 2..100 for the model shapes (N, N_act) (one run
+each: worst time, how often H_min reaches the upper bound). Writes the `bench_codes` section of
+BENCHMARKS.md (only that section is replaced; the file is created if missing), with the load average.
 
-    source scripts/env.sh && python bench/bench_codes.py [--repeat 3] [--output BENCHMARKS.md]
+    source scripts/env.sh && python bench/bench_codes.py [--repeat 3] [--output BENCHMARKS.md] [--no-sweep]
 """
 import argparse
 import datetime
@@ -18,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from timm_coded import codes
 from timm_coded.codes import generate_scheme
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,6 +35,12 @@ CASES = [
     (37, 10, 3, '(37 classes)', '-', '-'),
     (1000, 20, 8, '(1000 classes, r = 8/20)', '-', '-'),
 ]
+# User shapes (fine-tuning an N = 10 / N = 20 net on another class count, or other N).
+USER_CASES = [(11, 10, 3), (12, 10, 3), (13, 10, 3), (20, 10, 3), (42, 10, 3), (10, 6, 3), (19, 10, 4), (30, 10, 4),
+              (23, 10, 5), (30, 10, 5), (36, 10, 5), (37, 10, 5), (15, 20, 8), (20, 20, 8), (37, 20, 8),
+              (30, 20, 4), (26, 20, 10), (60, 20, 10), (21, 12, 6), (17, 16, 4), (80, 16, 8), (64, 32, 16),
+              (100, 32, 8)]
+MODEL_SHAPES = [(10, 5), (10, 3), (20, 8), (20, 4), (32, 16), (32, 8)]
 
 
 def cpu_model() -> str:
@@ -54,7 +64,29 @@ def time_case(k: int, n: int, a: int, repeat: int):
     return best, scheme
 
 
-def render(rows, repeat: int) -> str:
+def lexicode_distance(k: int, n: int, a: int) -> int:
+    """H_min of the lexicode search alone (the previous generator's default result)."""
+    return codes._search(k, n, a, 2, 0)[1]
+
+
+def sweep(n: int, a: int):
+    """One generation for every K in 2..100: (worst seconds, its K, #K at the upper bound, #K improved, #K)."""
+    worst, worst_k, at_bound, improved, total = 0.0, 0, 0, 0, 0
+    for k in range(2, 101):
+        sec, scheme = time_case(k, n, a, 1)
+        if sec > worst:
+            worst, worst_k = sec, k
+        at_bound += scheme.min_distance == codes._distance_upper_bound(k, n, a)
+        improved += scheme.min_distance > lexicode_distance(k, n, a)
+        total += 1
+    return worst, worst_k, at_bound, improved, total
+
+
+def load_average() -> str:
+    return ', '.join(f'{x:.2f}' for x in os.getloadavg()) if hasattr(os, 'getloadavg') else 'n/a'
+
+
+def render(rows, user_rows, sweep_rows, repeat: int, loads) -> str:
     cores = os.cpu_count()
     try:
         cores = len(os.sched_getaffinity(0))
@@ -67,6 +99,8 @@ def render(rows, repeat: int) -> str:
         f'- Machine: {cpu_model()}, {cores} cores; Python {platform.python_version()}, numpy {np.__version__}',
         f'- Date: {datetime.date.today().isoformat()}',
         f'- Command: `source scripts/env.sh && python bench/bench_codes.py --repeat {repeat}`',
+        f'- Load average (1, 5, 15 min; `uptime`) at start: {loads[0]}; at end: {loads[1]} '
+        f'(the machine is shared: timings are noisy).',
         f'- Fresh `generate_scheme(K, N, N_act)` (default arguments, no cache), best of {repeat} runs.',
         '',
         '| dataset | (K, N, N_act) | seconds | H_min | S_min | S_max | paper H_min | paper S_min-S_max |',
@@ -75,6 +109,28 @@ def render(rows, repeat: int) -> str:
     for (k, n, a, dataset, paper_h, paper_s), (sec, s) in rows:
         lines.append(f'| {dataset} | ({k}, {n}, {a}) | {sec:.4f} | {s.min_distance} | {s.s_min} | {s.s_max} | '
                      f'{paper_h} | {paper_s} |')
+    lines += [
+        '',
+        'User shapes: H_min of the lexicode search alone (Algorithm 1 with its balancing heuristics, the '
+        'previous generator) and of `generate_scheme` now (tabu search where the former stops below the '
+        'upper bound), upper bound (Plotkin / Johnson), column sums, seconds (best of the runs).',
+        '',
+        '| (K, N, N_act) | H_min lexicode only | H_min now | upper bound | S_min-S_max | ideal spread | seconds |',
+        '|---|---:|---:|---:|---:|---:|---:|',
+    ]
+    for (k, n, a), old_d, (sec, s) in user_rows:
+        lines.append(f'| ({k}, {n}, {a}) | {old_d} | {s.min_distance} | {codes._distance_upper_bound(k, n, a)} | '
+                     f'{s.s_min}-{s.s_max} | {codes._ideal_spread(k, n, a)} | {sec:.3f} |')
+    if sweep_rows:
+        lines += [
+            '',
+            'Model shapes, every K in 2..100 (one run each):',
+            '',
+            '| (N, N_act) | worst seconds (at K) | K with H_min = upper bound | K improved over lexicode only |',
+            '|---|---:|---:|---:|',
+        ]
+        for (n, a), (worst, worst_k, at_bound, improved, total) in sweep_rows:
+            lines.append(f'| ({n}, {a}) | {worst:.3f} (K = {worst_k}) | {at_bound} / {total} | {improved} |')
     lines.append(END)
     return '\n'.join(lines)
 
@@ -86,20 +142,37 @@ def write_section(path: Path, section: str) -> None:
         text = pattern.sub(lambda _: section, text)
     else:
         text = text.rstrip('\n') + '\n\n' + section + '\n'
-    path.write_text(text, encoding='utf-8')
+    tmp = path.with_name(path.name + '.bench_codes.tmp')
+    tmp.write_text(text, encoding='utf-8')
+    os.replace(tmp, path)  # atomic: other benchmarks update their sections of the same file
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('--repeat', type=int, default=3)
     p.add_argument('--output', type=Path, default=ROOT / 'BENCHMARKS.md')
+    p.add_argument('--no-sweep', action='store_true', help='skip the K = 2..100 sweep of the model shapes')
     args = p.parse_args(argv)
-    rows = []
+    loads = [load_average()]
+    rows, user_rows, sweep_rows = [], [], []
     for case in CASES:
         sec, scheme = time_case(*case[:3], args.repeat)
         print(f'{case[:3]}: {sec:.3f} s, H_min {scheme.min_distance}, S {scheme.s_min}-{scheme.s_max}', flush=True)
         rows.append((case, (sec, scheme)))
-    write_section(args.output, render(rows, args.repeat))
+    for shape in USER_CASES:
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore')
+            old_d = lexicode_distance(*shape)
+        sec, scheme = time_case(*shape, args.repeat)
+        print(f'{shape}: H_min {old_d} -> {scheme.min_distance}, {sec:.3f} s', flush=True)
+        user_rows.append((shape, old_d, (sec, scheme)))
+    for shape in [] if args.no_sweep else MODEL_SHAPES:
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore')
+            sweep_rows.append((shape, sweep(*shape)))
+        print(f'{shape}: {sweep_rows[-1][1]}', flush=True)
+    loads.append(load_average())
+    write_section(args.output, render(rows, user_rows, sweep_rows, args.repeat, loads))
     print(f'wrote {args.output}')
     return 0
 

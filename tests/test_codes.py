@@ -100,15 +100,16 @@ def test_builtins_mapping_and_json_files():
 
 # --- generator ---------------------------------------------------------------------------------------------
 def test_generate_is_deterministic_in_process():
-    for args in [(37, 10, 3), (100, 20, 8), (42, 32, 8)]:
+    for args in [(37, 10, 3), (100, 20, 8), (42, 32, 8), (12, 10, 3), (30, 10, 5)]:
         a, b = _quiet(generate_scheme, *args), _quiet(generate_scheme, *args)
         assert a == b and a.fingerprint() == b.fingerprint()
 
 
 def test_generate_is_deterministic_across_processes():
-    # (50, 40, 8) goes through the structured (shortened BCH) and the pseudo-random pools. The module is
-    # loaded from its file (numpy only) so the subprocesses do not pay for importing torch and timm.
-    shapes = [(37, 10, 3), (100, 20, 4), (50, 40, 8)]
+    # (50, 40, 8) goes through the structured (shortened BCH) and the pseudo-random pools, (13, 10, 3),
+    # (36, 10, 5) and (15, 20, 8) through the tabu search. The module is loaded from its file (numpy only)
+    # so the subprocesses do not pay for importing torch and timm.
+    shapes = [(37, 10, 3), (100, 20, 4), (50, 40, 8), (13, 10, 3), (36, 10, 5), (15, 20, 8)]
     code = ('import importlib.util, sys, warnings; warnings.simplefilter("ignore"); '
             f'spec = importlib.util.spec_from_file_location("codes_copy", {codes.__file__!r}); '
             'm = importlib.util.module_from_spec(spec); sys.modules["codes_copy"] = m; spec.loader.exec_module(m); '
@@ -134,6 +135,112 @@ def test_get_scheme_model_shapes(k, n, a):
 @pytest.mark.parametrize('k,n,a,hmin', [(37, 32, 16, 16), (42, 32, 16, 16), (100, 20, 8, 8), (37, 20, 8, 8)])
 def test_generate_reaches_known_distances(k, n, a, hmin):
     assert _quiet(generate_scheme, k, n, a).min_distance >= hmin
+
+
+# --- rule C beyond the lexicode (tabu search) ---------------------------------------------------------
+# A(10, 4, 3) = 13 and A(10, 4, 5) = 36 (Johnson's bound, reached): the lexicode of Algorithm 1 only packs
+# 10 and 22 words, so the old generator fell back to H_min = 2 for 11..13 and 23..36 classes.
+@pytest.mark.parametrize('k,n,a,hmin', [(11, 10, 3, 4), (12, 10, 3, 4), (13, 10, 3, 4), (36, 10, 5, 4),
+                                        (26, 10, 5, 4), (30, 10, 4, 4), (26, 20, 10, 10), (28, 20, 4, 6)])
+def test_tabu_search_reaches_the_bound(k, n, a, hmin):
+    scheme = _quiet(generate_scheme, k, n, a)
+    _check_rules(scheme, k, n, a)
+    assert scheme.min_distance == hmin == codes._distance_upper_bound(k, n, a)
+    assert codes._search(k, n, a, 2, 0)[1] < hmin  # the lexicode search alone falls short
+    ideal = codes._ideal_spread(k, n, a)
+    assert scheme.s_max - scheme.s_min <= ideal + codes._MAX_EXTRA_SPREAD
+    if (k, n, a) == (36, 10, 5):
+        assert scheme.s_min == scheme.s_max == 18  # an optimal code: every subNN works for half the classes
+
+
+@pytest.mark.parametrize('n,a,ks', [(10, 3, range(2, 41)), (10, 4, range(2, 41)), (10, 5, range(2, 61))])
+def test_n10_reaches_the_upper_bound_for_every_k(n, a, ks):
+    """N = 10 (CIFAR-style nets): H_min equals the (here tight) upper bound for every K tried."""
+    for k in ks:
+        scheme = _quiet(generate_scheme, k, n, a)
+        assert scheme.min_distance == codes._distance_upper_bound(k, n, a), k
+
+
+# Shapes where Algorithm 1 already reaches the bound (kept bit for bit) or does not (improved), incl. the
+# model shapes. `codes._search(..., 2, seed)` is exactly the previous generator's default search.
+SAMPLE_SHAPES = [(12, 10, 3), (37, 10, 3), (37, 10, 5), (20, 10, 5), (15, 20, 8), (37, 20, 8), (100, 20, 8),
+                 (25, 20, 4), (37, 20, 4), (14, 20, 10), (60, 20, 10), (21, 12, 6), (40, 12, 4), (17, 16, 4),
+                 (64, 16, 8), (37, 32, 16), (100, 32, 8), (30, 15, 5), (50, 24, 6)]
+
+
+@pytest.mark.parametrize('k,n,a', SAMPLE_SHAPES)
+def test_never_worse_than_the_lexicode_search(k, n, a):
+    scheme = _quiet(generate_scheme, k, n, a)
+    _check_rules(scheme, k, n, a)
+    old_words, old_d = codes._search(k, n, a, 2, 0)
+    assert scheme.min_distance >= old_d
+    assert scheme.s_max - scheme.s_min <= codes._ideal_spread(k, n, a) + codes._MAX_EXTRA_SPREAD
+    if old_d == codes._distance_upper_bound(k, n, a):  # nothing to improve: the same codewords
+        assert scheme == codes._scheme_from_words(old_words, n)
+
+
+def test_explicit_min_distance_reached_by_tabu_search():
+    s = _quiet(generate_scheme, 12, 10, 3, min_distance=4)
+    assert s.min_distance == 4 and s.s_max - s.s_min == 1
+    assert s == _quiet(generate_scheme, 12, 10, 3)
+    with pytest.raises(ValueError, match=r'min_distance = 6 cannot be reached.*reaches is 4 \(upper bound 4\)'):
+        _quiet(generate_scheme, 12, 10, 3, min_distance=6)
+
+
+def test_distance_traded_for_balance_only_when_asked():
+    # The lexicode at distance 8 is S(3, 6, 22): 77 words on 22 of the 24 columns. The distance-8 codes
+    # found leave two subNNs under-used, so by default the generator keeps the balanced distance-6 scheme;
+    # min_distance=8 gets the distance anyway.
+    default = _quiet(generate_scheme, 75, 24, 6)
+    assert default.min_distance == 6 and default.s_max - default.s_min == 1
+    forced = _quiet(generate_scheme, 75, 24, 6, min_distance=8)
+    assert forced.min_distance == 8 and forced.s_max - forced.s_min > 1 + codes._MAX_EXTRA_SPREAD
+
+
+def test_tabu_results_are_pinned():
+    """Same arguments, same codewords on every machine and numpy version (checkpoints store the bits)."""
+    assert _quiet(generate_scheme, 12, 10, 3).fingerprint() == (
+        'ce96e1724483f671c75d4428e90f6a29e4dd80ac1ef5d319a9209c72b99a83df')
+    assert generate_scheme(36, 10, 5).fingerprint() == (
+        'd64d598445d9428f6df2f0bf29e6ee5894a8282d5a40ca3b023a1b7caf264642')
+    assert generate_scheme(26, 20, 10).fingerprint() == (
+        '32d15ae214b18eb9efbc94aaaa624590b70fc70e749baad9882029ffb86d2a58')
+
+
+@pytest.mark.parametrize('n,d,w,exact', [(10, 4, 3, 13), (10, 4, 4, 30), (10, 4, 5, 36), (12, 4, 6, 132),
+                                         (16, 8, 8, 30), (32, 16, 16, 62), (10, 6, 5, 6), (9, 4, 3, 12)])
+def test_johnson_bound_matches_known_exact_values(n, d, w, exact):
+    assert codes._johnson_bound(n, d, w) == exact
+
+
+def test_johnson_bound_is_valid_for_small_codes():
+    """Brute force: the largest code of every tiny (n, d, w) never exceeds the bound."""
+    def largest(words, d):
+        best = 0
+        def grow(size, rest):
+            nonlocal best
+            best = max(best, size)
+            for i, w in enumerate(rest):
+                if size + len(rest) - i <= best:
+                    return
+                grow(size + 1, [x for x in rest[i + 1:] if bin(x ^ w).count('1') >= d])
+        grow(0, list(words))
+        return best
+    for n in range(4, 8):
+        for w in range(1, n):
+            words = [x for x in range(1 << n) if bin(x).count('1') == w]
+            for d in (4, 6):
+                assert largest(words, d) <= codes._johnson_bound(n, d, w), (n, d, w)
+
+
+def test_search_helpers():
+    assert [codes._luby(i) for i in range(15)] == [1, 1, 2, 1, 1, 2, 4, 1, 1, 2, 1, 1, 2, 4, 8]
+    orders = codes._search_orders(120, 0, (1, 2))
+    first = [next(orders) for _ in range(5)]
+    assert (first[0] == np.arange(120)).all()
+    for order in first:
+        assert sorted(order.tolist()) == list(range(120))
+    assert len({o.tobytes() for o in first}) == 5
 
 
 def test_get_scheme_small_and_plain():
@@ -167,6 +274,22 @@ def test_not_enough_codewords():
         get_scheme(1000, 10, 5)
     with pytest.raises(ValueError, match=r'C\(10, 3\) = 120 < K = 121'):
         generate_scheme(121, 10, 3)
+
+
+def _count_rk_warnings(fn, *args):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('always')
+        fn(*args)
+    return sum('is not an integer' in str(w.message) for w in caught)
+
+
+def test_fractional_rk_warns_once_per_generation(capsys):
+    assert _count_rk_warnings(generate_scheme, 12, 10, 3) == 1  # tabu-search path
+    assert _count_rk_warnings(get_scheme, 19, 10, 3) == 1  # get_scheme -> generate_scheme (not cached yet)
+    assert _count_rk_warnings(get_scheme, 19, 10, 3) == 0  # cached
+    assert _count_rk_warnings(codes.main, ['-K', '11', '-N', '10', '-A', '3', '--min-distance', '4']) == 1
+    assert _count_rk_warnings(codes.main, ['-K', '12', '-N', '10', '-A', '3', '--min-distance', '6']) == 1
+    capsys.readouterr()
 
 
 def test_fractional_rk_warns():
@@ -290,6 +413,13 @@ def test_cli_errors(capsys, args, match):
     rc, out, err = _main(capsys, *args)
     assert rc != 0 and out == ''
     assert match in err and 'Traceback' not in err
+
+
+def test_cli_min_distance_reached_by_tabu_search(capsys):
+    rc, out, err = _main(capsys, '-K', '12', '-N', '10', '-A', '3', '--min-distance', '4', '--json')
+    assert rc == 0, err
+    obj = json.loads(out)
+    assert obj['min_distance'] == 4 and len(obj['codewords']) == 12
 
 
 def test_cli_usage_error(capsys):

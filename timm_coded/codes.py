@@ -9,7 +9,8 @@ class k, column n is subNN n, and a "1" means that subNN n works for class k. Th
   r*K to be an integer (App. A); otherwise 1 is the best possible and a warning is issued.
   Implemented by `_select_balanced` (greedy pick, swap local search, single-1 moves).
 * Rule C -- minimum pairwise Hamming distance H_min as high as possible. Implemented by
-  `_lexicode` / the candidate pools and the descending search over d in `generate_scheme`.
+  `_lexicode` / the candidate pools and the descending search over d in `_search`, then the tabu
+  search `_improve` where that falls short of the upper bound.
 
 Algorithm (Algorithm 1 of App. A, vectorised, plus heuristics so large schemes take seconds, not hours):
 
@@ -21,7 +22,8 @@ Algorithm (Algorithm 1 of App. A, vectorised, plus heuristics so large schemes t
      structured pool whose words are already pairwise at distance >= the code's minimum distance (e.g.
      the 1054 weight-16 words of the [32, 11, 12] code give H_min = 12 for ImageNet at r = 16/32) --
      and a deterministic pseudo-random sample of words (splitmix64, independent of numpy's RNG streams).
-2. For d = upper bound (Johnson / Plotkin, `_distance_upper_bound`) down to 2 in steps of 2 (distances
+2. For d = upper bound (Plotkin-type pair average and Johnson's bounds on A(N, d, N_act),
+   `_distance_upper_bound`, `_johnson_bound`) down to 2 in steps of 2 (distances
    between constant-weight words are even): a greedy lexicode with minimum distance d over each pool
    (Algorithm 1 lines 13-16, `_lexicode`; vectorised: take the first remaining word, drop every later
    word closer than d by popcount of XOR; it stops after 4K + 1024 words). Pools whose own minimum
@@ -32,11 +34,24 @@ Algorithm (Algorithm 1 of App. A, vectorised, plus heuristics so large schemes t
    words) and single-1 moves from the fullest to the emptiest column that keep the distance >= d.
    The first d reaching the best balance possible (S_max - S_min = 0, or 1 when r*K is fractional)
    wins; otherwise at most two lower d are tried and the best (spread, then d) is returned.
+4. When C(N, N_act) <= `_TABU_POOL_LIMIT` (every N <= 20, small N_act beyond) and step 3 ends below the upper
+   bound (the lexicode of Algorithm 1 often packs too few words, e.g. 10 of the 13 weight-3 words of
+   length 10 at distance 4), `_improve` tries each higher d, from the bound down: a tabu search on the
+   conflicts (pairs closer than d) among K of all the words (`_ConflictSearch`: swap the word with the
+   most conflicts for the outside word with the fewest, restarts from greedy lexicodes of pseudo-random
+   pool orders after 100 x Luby(i) moves without progress, a fixed move budget per level), then a swap
+   tabu search on the column sums that keeps every distance >= d (`_balance_in_pool`, best of up to 8
+   codes). A higher d replaces step 3's result if its S_max - S_min is at most 2 above the ideal (or
+   whatever it is, when `min_distance` asks for that d). With `min_distance` given, step 3's result is
+   kept whenever it reaches min_distance: the recorded arguments of the frozen built-ins keep their
+   codewords.
 
-All arithmetic is on integers, ties are broken by index and the only randomness is a counter-based
-hash of `seed`, so the same arguments give the same scheme on every machine, numpy version and
-PYTHONHASHSEED. Built-in schemes (Table 4 of the paper for CIFAR-10, generated ones for CIFAR-100 and
-ImageNet-1k) are frozen as JSON in ``timm_coded/schemes/``.
+All arithmetic is on integers, ties are broken by index, and the only randomness is a counter-based
+hash of `seed` (the pseudo-random pool) and numpy's PCG64 bit stream seeded with (seed, K, N, N_act, d)
+(`random_raw` only, whose output numpy keeps fixed across versions), so the same arguments give the same
+scheme on every machine, numpy version and PYTHONHASHSEED; the move budgets count moves, not seconds.
+Built-in schemes (Table 4 of the paper for CIFAR-10, generated ones for CIFAR-100 and ImageNet-1k) are
+frozen as JSON in ``timm_coded/schemes/``.
 
 CLI: ``python -m timm_coded.codes --classes K --subnns N --active A [--min-distance D] [--json]``,
 ``--builtin NAME``, ``--list``. Generation supports N <= 64 (one uint64 per codeword).
@@ -46,13 +61,14 @@ from __future__ import annotations
 import argparse
 import functools
 import hashlib
+import itertools
 import json
 import math
 import sys
 import time
 import warnings
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -70,6 +86,20 @@ _MAX_SWAP_WORK = 1 << 30      # bounds the swap search: iterations x candidate w
 _GREEDY_POOL_CAP = 1 << 16    # lexicodes larger than this are strided down before the greedy pick
 _LEXICODE_FACTOR = 4          # a lexicode stops after 4 K + 1024 words
 _BALANCE_FALLBACK_STEPS = 2   # lower d by at most 2 steps of 2 to trade distance for perfect balance
+_TABU_POOL_LIMIT = 1 << 18    # the tabu search (rule C beyond the lexicode) runs when C(N, N_act) <= this
+_TABU_WORK = 1 << 28          # budget per distance level: moves x (pool size + _TABU_MOVE_OVERHEAD) ...
+_TABU_MOVE_OVERHEAD = 1 << 15  # ... the fixed cost of a move counted in pool words (a (re)start: K moves)
+_TABU_PATIENCE = 100          # restart i gives up after 100 * luby(i) moves without a new best
+_TABU_START_FACTOR = 2        # a (re)start takes K balanced words of a lexicode of up to 2 K words
+_TABU_CACHE = 1 << 24         # K x pool size up to which the conflict rows of the chosen words are kept
+_MAX_EXTRA_SPREAD = 2         # a higher distance is only taken with S_max - S_min <= ideal + 2 (rule B)
+_BALANCE_TRIES = 8            # tabu-search codes balanced per distance level, at most ...
+_BALANCE_TRY_WORK = 1 << 21   # ... and at most this / (balance pool size x N)
+_BALANCE_WORK = 1 << 26       # balance moves x balance pool size x N, ...
+_BALANCE_MIN_MOVES = 100      # ... at least 100 moves ...
+_BALANCE_MAX_MOVES = 4000     # ... and at most 4000
+_BALANCE_POOL_CAP = 1 << 15   # larger pools are cut down to this many words before balancing
+_BALANCE_TENURE = 5           # a word swapped by the balance search stays put for 5 to 9 moves
 
 CIFAR10_CLASSES = ('airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog', 'horse', 'ship', 'truck')
 
@@ -382,15 +412,27 @@ def _check_args(k: int, n: int, a: int, warn: bool = True) -> None:
             f'(rule B, App. A); the best possible is S_max - S_min = 1.', stacklevel=3)
 
 
+@functools.lru_cache(maxsize=None)
 def _johnson_bound(n: int, d: int, w: int) -> int:
-    """Upper bound on A(n, d, w), the size of a constant-weight-w code of length n and distance d."""
+    """Upper bound on A(n, d, w), the size of a constant-weight-w code of length n and distance d.
+
+    The smaller of Johnson's two recursions A(n, d, w) <= floor(n / w * A(n-1, d, w-1)) and
+    A(n, d, w) <= floor(n / (n-w) * A(n-1, d, w)), his second bound floor(delta n / (w^2 - w n + delta n))
+    (delta = d/2, when the denominator is positive) and the exact small cases: A = 1 when w < delta and
+    A = floor(n / w) when w = delta (disjoint supports). Exact for e.g. A(10, 4, 3) = 13, A(10, 4, 5) = 36,
+    A(16, 8, 8) = 30 and A(32, 16, 16) = 62.
+    """
+    d += d % 2  # two words of equal weight are an even distance apart
     w = min(w, n - w)
+    if d <= 2:
+        return math.comb(n, w)
     delta = d // 2
     if w < delta:
         return 1
-    best = (n - w + delta) // delta
-    for i in range(delta + 1, w + 1):
-        best = ((n - w + i) * best) // i
+    if w == delta:
+        return n // w
+    best = min(n * _johnson_bound(n - 1, d, w - 1) // w, n * _johnson_bound(n - 1, d, w) // (n - w),
+               math.comb(n, w))
     denom = w * w - w * n + delta * n  # second Johnson bound
     if denom > 0:
         best = min(best, (delta * n) // denom)
@@ -762,6 +804,226 @@ def _select_balanced(pool: _Pool, code: np.ndarray, k: int, n: int, a: int, d: i
 
 
 # ---------------------------------------------------------------------------------------------------------
+# Rule C beyond the lexicode: tabu search for K words pairwise >= d apart
+# ---------------------------------------------------------------------------------------------------------
+def _random_stream(seed: int, *tags: int) -> np.random.PCG64:
+    """numpy's PCG64 seeded from (seed, tags); only `random_raw` is used, whose stream numpy keeps fixed."""
+    return np.random.PCG64(np.random.SeedSequence([seed & 0xFFFFFFFF, *tags]))
+
+
+def _draw(stream: np.random.PCG64, bound: int) -> int:
+    """One pseudo-random integer in [0, bound)."""
+    return int(stream.random_raw() % bound)
+
+
+class _ConflictSearch:
+    """Tabu search over K-subsets of `words` minimising the number of pairs closer than d.
+
+    A min-conflicts local search on the graph whose edges join words closer than d: a move swaps the
+    chosen word with the most conflicts for the outside word with the fewest conflicts with the rest
+    (ties broken pseudo-randomly), and the word swapped out may not come back for a few moves unless that
+    gives a new best. `score[v]` counts the chosen words closer than d to v, plus `offset` for chosen
+    words; a move costs one popcount pass and two integer passes over the pool.
+    """
+
+    def __init__(self, words: np.ndarray, k: int, d: int, stream: np.random.PCG64):
+        self.words, self.k, self.d, self.stream = words, k, d, stream
+        self.m = words.size
+        self.cache_rows = k * self.m <= _TABU_CACHE
+        small = k < 1 << 12  # scores stay below 2 * offset + K (a tabu word may be back inside)
+        self.dtype, self.offset = (np.int16, 1 << 13) if small else (np.int32, 1 << 28)
+
+    def _near(self, i: int) -> np.ndarray:
+        """0/1 flags of the pool words closer than d to word i (i itself excluded)."""
+        near = (_popcount(self.words ^ self.words[i]) < self.d).view(np.int8).astype(self.dtype)
+        near[i] = 0
+        return near
+
+    def _enter(self, i: int, score: np.ndarray) -> None:
+        near = self._near(i)
+        score += near
+        score[i] += self.offset
+        if self.cache_rows:
+            self.rows[i] = near
+
+    def _start(self, order: np.ndarray) -> None:
+        """Greedy start: the lexicode of the pool in `order` (if longer than K, the K words `_greedy_pick`
+        chooses for balance), filled up with the least conflicting words."""
+        self.rows: Dict[int, np.ndarray] = {}
+        self.score = np.zeros(self.m, dtype=self.dtype)
+        kept, rest = [], order
+        while rest.size and len(kept) < _TABU_START_FACTOR * self.k:
+            kept.append(int(rest[0]))
+            rest = rest[1:][_popcount(self.words[rest[1:]] ^ self.words[rest[0]]) >= self.d]
+        if len(kept) > self.k:
+            kept = [kept[i] for i in _greedy_pick(self.words[kept], self.k)]
+        for i in kept:
+            self._enter(i, self.score)
+        while len(kept) < self.k:  # ties: the first word of `order`
+            i = int(order[np.argmin(self.score[order])])
+            kept.append(i)
+            self._enter(i, self.score)
+        self.members = np.array(kept, dtype=np.int64)
+        self.conflicts = int(self.score[self.members].sum(dtype=np.int64) - self.k * self.offset) // 2
+
+    def _argmin_from(self, values: np.ndarray, start: int) -> int:
+        """Index of the smallest value, ties going to the first one at or after `start` (cyclically)."""
+        i = int(np.argmin(values[start:])) + start
+        if start:
+            j = int(np.argmin(values[:start]))
+            if values[j] < values[i]:
+                return j
+        return i
+
+    def _step(self, it: int, tabu_until: np.ndarray, tabu: List[int], best: int) -> None:
+        """One move (`best`: the fewest conflicts of this restart, for the aspiration criterion)."""
+        t = self.score[self.members].astype(np.int64) - self.offset
+        pos = self._argmin_from(-t, _draw(self.stream, self.k))
+        u = int(self.members[pos])
+        near_u = self.rows.pop(u) if self.cache_rows else self._near(u)
+        after = self.score - near_u  # conflicts of each outside word once u has left
+        v = self._argmin_from(after, _draw(self.stream, self.m))
+        if tabu_until[v] > it and self.conflicts - int(t[pos]) + int(after[v]) >= best:
+            active = np.array([i for i in tabu if tabu_until[i] > it], dtype=np.int64)
+            after[active] += self.offset  # no new best: respect the tabu list ...
+            allowed = self._argmin_from(after, _draw(self.stream, self.m))
+            after[active] -= self.offset
+            if after[allowed] < self.offset:  # ... unless every outside word is tabu
+                v = allowed
+        self.conflicts += int(after[v]) - int(t[pos])
+        after[u] -= self.offset
+        self._enter(v, after)
+        self.score = after
+        self.members[pos] = v
+        tabu_until[u] = it + 1 + self.k // 8 + _draw(self.stream, 8)
+        tabu[:] = [i for i in tabu if tabu_until[i] > it] + [u]
+
+    def solutions(self, orders: Iterator[np.ndarray], budget: int) -> Iterator[np.ndarray]:
+        """Sorted indices of K words pairwise >= d apart, one per success, until `budget` is spent.
+
+        A move costs 1 and a (re)start K (its K popcount passes over the pool). Restart i starts
+        from the next order and gives up after `_TABU_PATIENCE * luby(i)` moves without a new best (Luby's
+        universal restart sequence 1, 1, 2, 1, 1, 2, 4, ...).
+        """
+        self.spent = 0
+        for restart, order in enumerate(orders):
+            self._start(order)
+            self.spent += self.k
+            tabu_until, tabu = np.zeros(self.m, dtype=np.int64), []
+            best, since, limit = self.conflicts, 0, _TABU_PATIENCE * _luby(restart)
+            while self.conflicts and self.spent < budget and since < limit:
+                self._step(self.spent, tabu_until, tabu, best)
+                self.spent += 1
+                since += 1
+                if self.conflicts < best:
+                    best, since = self.conflicts, 0
+            if not self.conflicts:
+                yield np.sort(self.members)
+            if self.spent >= budget:
+                return
+
+
+def _luby(i: int) -> int:
+    """Term i (from 0) of Luby's sequence 1, 1, 2, 1, 1, 2, 4, 1, 1, 2, 1, 1, 2, 4, 8, ..."""
+    i += 1
+    while True:
+        k = i.bit_length()
+        if i == (1 << k) - 1:
+            return 1 << (k - 1)
+        i -= (1 << (k - 1)) - 1
+
+
+def _search_orders(m: int, seed: int, tag: Tuple[int, ...]) -> Iterator[np.ndarray]:
+    """Pool orders for the restarts: increasing order (Algorithm 1), then pseudo-random ones.
+
+    The pseudo-random orders are one random permutation composed with random affine maps
+    i -> (step * i + shift) mod m (bijections: gcd(step, m) = 1), far cheaper than fresh permutations.
+    """
+    yield np.arange(m)
+    stream = _random_stream(seed, *tag)
+    perm = np.argsort(stream.random_raw(m), kind='stable')
+    yield perm
+    idx = np.arange(m, dtype=np.int64)
+    while True:
+        step = 1 + _draw(stream, m - 1) if m > 2 else 1
+        if math.gcd(step, m) == 1:
+            yield perm[(idx * step + _draw(stream, m)) % m]
+
+
+def _tabu_codes(words: np.ndarray, k: int, n: int, a: int, d: int, seed: int) -> Iterator[np.ndarray]:
+    """K-word codes of distance >= d from all the weight-a `words`, as the tabu search finds them (in budget)."""
+    budget = _TABU_WORK // (words.size + _TABU_MOVE_OVERHEAD)  # 8000 moves for N = 10, 1200 for C(20, 10)
+    search = _ConflictSearch(words, k, d, _random_stream(seed, k, n, a, d, 1))
+    for found in search.solutions(_search_orders(words.size, seed, (k, n, a, d, 0)), budget):
+        yield words[found]
+
+
+class _TabuSwapSearch(_SwapSearch):
+    """`_SwapSearch` that also takes uphill moves (tabu search), so it leaves local minima of the balance."""
+
+    def run(self, ideal: int, max_iter: int, patience: int = 200) -> np.ndarray:
+        """The best-balanced chosen indices met (the move taken is the best legal one, even uphill)."""
+        best_key, best_set, stale = self._key(), np.flatnonzero(self.inside), 0
+        for it in range(max_iter):
+            if best_key[0] <= ideal or stale > patience:
+                break
+            _, u, v = self._best_move(it)
+            if u < 0:
+                break
+            self._apply(u, v, it, tenure=_BALANCE_TENURE + it % _BALANCE_TENURE)
+            key = self._key()
+            if key < best_key:
+                best_key, best_set, stale = key, np.flatnonzero(self.inside), 0
+            else:
+                stale += 1
+        return best_set
+
+
+def _balance_in_pool(words: np.ndarray, code: np.ndarray, n: int, a: int, d: int) -> np.ndarray:
+    """Re-balance the K words `code` (pairwise >= d) by tabu swaps with words of the sorted pool `words`.
+
+    Pools larger than `_BALANCE_POOL_CAP` keep the words in conflict (closer than d) with the fewest
+    words of `code`, as many as fit: the others cannot enter the code within a few moves.
+    """
+    k = code.size
+    if words.size > _BALANCE_POOL_CAP:
+        near = np.zeros(words.size, dtype=np.int64)
+        for w in code:
+            near += _popcount(words ^ w) < d
+        fits = np.flatnonzero(np.cumsum(np.bincount(near)) <= _BALANCE_POOL_CAP)
+        words = np.union1d(words[near <= max(int(fits[-1]) if fits.size else 0, 1)], code)
+    ideal = _ideal_spread(k, n, a)
+    search = _TabuSwapSearch(words, np.searchsorted(words, code), n, a, d, pairwise_ok=False)
+    max_iter = max(_BALANCE_MIN_MOVES, min(_BALANCE_MAX_MOVES, _BALANCE_WORK // (words.size * n)))
+    chosen = words[search.run(ideal, max_iter, patience=max_iter // 4)]
+    return np.sort(_shift_balance(chosen, n, d, ideal))
+
+
+def _improve(k: int, n: int, a: int, high: int, low: int, seed: int,
+             max_spread: Optional[int]) -> Tuple[Optional[np.ndarray], int]:
+    """Highest d in [low, high] at which the tabu search finds a code with S_max - S_min <= max_spread
+    (None: any); the best balance of up to `_BALANCE_TRIES` such codes. (None, 0) if no level qualifies."""
+    if math.comb(n, a) > _TABU_POOL_LIMIT:
+        return None, 0
+    pool = _exhaustive_pool(n, a).words
+    ideal = _ideal_spread(k, n, a)
+    max_tries = max(1, min(_BALANCE_TRIES, _BALANCE_TRY_WORK // (min(pool.size, _BALANCE_POOL_CAP) * n)))
+    for d in range(high - high % 2, low - 1, -2):
+        best: Optional[Tuple[Tuple[int, int], np.ndarray]] = None
+        for tries, code in enumerate(_tabu_codes(pool, k, n, a, d, seed), 1):
+            words = _balance_in_pool(pool, code, n, a, d)
+            sums = _words_to_bits(words, n).sum(axis=0).astype(np.int64)
+            key = (int(sums.max() - sums.min()), int(((n * sums - k * a) ** 2).sum()))
+            if best is None or key < best[0]:
+                best = (key, words)
+            if key[0] <= ideal or tries >= max_tries:
+                break
+        if best is not None and (max_spread is None or best[0][0] <= max_spread):
+            return best[1], d
+    return None, 0
+
+
+# ---------------------------------------------------------------------------------------------------------
 # Public generation API
 # ---------------------------------------------------------------------------------------------------------
 def _scheme_from_words(words: np.ndarray, n: int, name: Optional[str] = None) -> CodingScheme:
@@ -810,9 +1072,11 @@ def generate_scheme(
         num_classes: K, number of codewords (classes).
         num_subnns: N, codeword length (subNNs per block), at most 64.
         num_active: N_act, ones per codeword (r = N_act / N).
-        min_distance: None for the best distance the generator reaches; an int to require at least that
-            (ValueError naming the best reached otherwise).
-        seed: seed of the pseudo-random candidate pool (used only when C(N, N_act) is large).
+        min_distance: None for the best distance the generator reaches (the tabu search runs where the
+            lexicode search stops below the upper bound); an int to require at least that: the first
+            scheme reaching it is returned (ValueError naming the best reached otherwise).
+        seed: seed of the pseudo-random candidate pool (used only when C(N, N_act) is large) and of the
+            tabu search.
     """
     k, n, a = int(num_classes), int(num_subnns), int(num_active)
     _check_args(k, n, a)
@@ -823,15 +1087,33 @@ def generate_scheme(
     if k == 1:
         return _scheme_from_words(_unrank(np.arange(1), n, a), n)
     bound = _distance_upper_bound(k, n, a)
-    want = 2 if min_distance is None else int(min_distance)
+    want = 2 if min_distance is None else max(int(min_distance), 2)
     if want <= bound:
-        words, d = _search(k, n, a, max(want, 2), seed)
+        words, _ = _generate(k, n, a, want, bound if min_distance is None else want, bound, seed,
+                             explicit=min_distance is not None)
         if words is not None:
             return _scheme_from_words(words, n)
-    reached = _search(k, n, a, 2, seed)[1]
+    reached = _generate(k, n, a, 2, bound, min(want, bound + 2) - 2, seed, explicit=True)[1]
     raise ValueError(
         f'min_distance = {want} cannot be reached for K = {k}, N = {n}, N_act = {a}: the best the generator '
         f'reaches is {reached} (upper bound {bound}). Ask for min_distance <= {reached}, or use a larger N.')
+
+
+def _generate(k: int, n: int, a: int, low: int, goal: int, high: int, seed: int,
+              explicit: bool) -> Tuple[Optional[np.ndarray], int]:
+    """K words pairwise >= low apart, or (None, 0); (words, d).
+
+    The lexicode search (`_search`, Algorithm 1) first; when its distance is below `goal`, the tabu search
+    (`_improve`) tries every d from `high` down to just above it and wins if it reaches one, with a spread
+    S_max - S_min at most `_MAX_EXTRA_SPREAD` above the ideal unless the distance was `explicit`ly asked for.
+    """
+    words, d = _search(k, n, a, low, seed)
+    if d < goal:
+        max_spread = None if explicit else _ideal_spread(k, n, a) + _MAX_EXTRA_SPREAD
+        better, d2 = _improve(k, n, a, high, max(low, d + 2), seed, max_spread)
+        if better is not None:
+            words, d = better, d2
+    return words, d
 
 
 # ---------------------------------------------------------------------------------------------------------
