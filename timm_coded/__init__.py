@@ -15,3 +15,6 @@ def __getattr__(name: str):
         from . import codes
         return getattr(codes, name)
     raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
+
+
+from .analyze import extract_binary_classifier  # noqa: E402  (interpretability toolkit, §4.3)

@@ -1,0 +1,316 @@
+""" Extracted binary classifiers (§4.3): the subNNs of one class, as a physically smaller standalone module.
+
+`extract_binary_classifier(model, k)` copies the model keeping, in every coded block, only the subNNs whose
+codeword bit is 1 for class k: it slices conv1's output channels, bn1, the groups of the grouped conv2, bn2
+and conv3's input channels. The stem, the r = 1 blocks, every shortcut / downsample and bn3 are copied
+whole, and the final fc keeps only row k, so the module outputs a (B, 1) logit.
+
+Energy normalisation (Eq. 3) still divides by the mean energy over all N subNNs of the block; the removed
+ones contribute zero energy, so the sliced block uses E_avg = sum(kept energies) / N. The binary classifier
+therefore equals the full model with every inactive subNN zeroed (`subnns.remove_subnns`) up to float
+rounding. Parameter names follow the full model's (layer3.0.conv1.weight, fc.weight, ...).
+"""
+import copy
+import json
+import os
+from typing import Any, Dict, List, Mapping, Optional, Sequence
+
+import torch
+import torch.nn as nn
+from timm.models.resnet import Bottleneck
+from torch.utils.flop_counter import FlopCounterMode
+
+from ..coded_resnext import CodedBottleneck, subnn_energies
+from .subnns import active_subnns, check_class_index, grouped_blocks, resolve_resnext, stage_names
+
+__all__ = ['BinaryBottleneck', 'BinaryClassifier', 'extract_binary_classifier', 'count_parameters', 'count_flops',
+           'binary_classifier_cost', 'save_binary_classifier', 'load_binary_classifier', 'push_binary_classifier']
+
+CONFIG_KEY = 'binary_classifier'
+
+
+def _channels(keep: Sequence[int], width: int) -> torch.Tensor:
+    """Channel indices of the kept subNNs (group n spans channels n*width .. (n+1)*width - 1)."""
+    return torch.cat([torch.arange(n * width, (n + 1) * width) for n in keep])
+
+
+def _slice_conv(conv: nn.Conv2d, out_idx: Optional[torch.Tensor], in_idx: Optional[torch.Tensor],
+                groups: int) -> nn.Conv2d:
+    """A new conv holding the selected output / input channels of `conv`."""
+    w = conv.weight.detach()
+    if out_idx is not None:
+        w = w.index_select(0, out_idx.to(w.device))
+    if in_idx is not None:
+        w = w.index_select(1, in_idx.to(w.device))
+    new = nn.Conv2d(w.shape[1] * groups, w.shape[0], conv.kernel_size, conv.stride, conv.padding, conv.dilation,
+                    groups, conv.bias is not None, conv.padding_mode, device=w.device, dtype=w.dtype)
+    with torch.no_grad():
+        new.weight.copy_(w)
+        if conv.bias is not None:
+            b = conv.bias.detach()
+            new.bias.copy_(b.index_select(0, out_idx.to(b.device)) if out_idx is not None else b)
+    return new
+
+
+def _slice_bn(bn: nn.Module, idx: torch.Tensor) -> nn.BatchNorm2d:
+    """A BatchNorm2d holding channels `idx` of `bn` (affine params and running statistics)."""
+    if type(bn) is not nn.BatchNorm2d:
+        raise NotImplementedError(
+            f'Binary-classifier extraction slices nn.BatchNorm2d inside the subNNs; this model uses '
+            f'{type(bn).__name__}. Build the model with the default norm_layer.')
+    new = nn.BatchNorm2d(len(idx), bn.eps, bn.momentum, bn.affine, bn.track_running_stats,
+                         device=idx.device if bn.weight is None else bn.weight.device)
+    with torch.no_grad():
+        for name in ('weight', 'bias', 'running_mean', 'running_var'):
+            src = getattr(bn, name)
+            if src is not None:
+                getattr(new, name).copy_(src.detach().index_select(0, idx.to(src.device)))
+        if bn.num_batches_tracked is not None:
+            new.num_batches_tracked.copy_(bn.num_batches_tracked)
+    return new
+
+
+class BinaryBottleneck(nn.Module):
+    """A ResNeXt bottleneck that keeps `num_kept` of its N subNNs (conv1 -> grouped conv2 -> conv3 sliced).
+
+    With `normalise` (a coded block) the kept features are scaled by rsqrt(E_avg), E_avg = sum of the kept
+    energies / N (the removed subNNs have zero energy); a plain ResNeXt block is only sliced.
+    """
+
+    def __init__(self, block: Bottleneck, keep: Sequence[int]):
+        super().__init__()
+        num_subnns = block.conv2.groups
+        if not isinstance(block.aa, nn.Identity):
+            raise NotImplementedError('Binary-classifier extraction does not support anti-aliased blocks (aa_layer).')
+        keep = sorted(set(int(k) for k in keep))
+        if not keep or not 0 <= keep[0] <= keep[-1] < num_subnns:
+            raise ValueError(f'Kept subNNs {keep} must be a non-empty subset of 0..{num_subnns - 1}.')
+        width = block.conv2.out_channels // num_subnns
+        idx = _channels(keep, width)
+        self.num_subnns = num_subnns
+        self.num_kept = len(keep)
+        self.normalise = isinstance(block, CodedBottleneck)
+        self.energy_eps = float(getattr(block, 'energy_eps', 1e-6))
+        self.conv1 = _slice_conv(block.conv1, idx, None, 1)
+        self.bn1 = _slice_bn(block.bn1, idx)
+        self.act1 = copy.deepcopy(block.act1)
+        self.conv2 = _slice_conv(block.conv2, idx, None, len(keep))
+        self.bn2 = _slice_bn(block.bn2, idx)
+        self.drop_block = copy.deepcopy(block.drop_block)
+        self.act2 = copy.deepcopy(block.act2)
+        self.conv3 = _slice_conv(block.conv3, None, idx, 1)
+        self.bn3 = copy.deepcopy(block.bn3)
+        self.se = copy.deepcopy(block.se)
+        self.act3 = copy.deepcopy(block.act3)
+        self.downsample = copy.deepcopy(block.downsample)
+        self.drop_path = copy.deepcopy(block.drop_path)
+
+    def extra_repr(self) -> str:
+        return f'kept={self.num_kept}/{self.num_subnns}, normalise={self.normalise}'
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shortcut = x
+        x = self.act1(self.bn1(self.conv1(x)))
+        x = self.act2(self.drop_block(self.bn2(self.conv2(x))))
+        if self.normalise:
+            energy = subnn_energies(x, self.conv3.weight, self.num_kept)  # (B, N_kept) fp32, Eq. 2
+            e_avg = energy.sum(dim=1) / float(self.num_subnns) + self.energy_eps  # removed subNNs: energy 0
+            x = x * torch.rsqrt(e_avg).to(x.dtype)[:, None, None, None]
+        x = self.bn3(self.conv3(x))
+        if self.se is not None:
+            x = self.se(x)
+        if self.drop_path is not None:
+            x = self.drop_path(x)
+        if self.downsample is not None:
+            shortcut = self.downsample(shortcut)
+        x = x + shortcut
+        return self.act3(x)
+
+
+class BinaryClassifier(nn.Module):
+    """One class's binary classifier extracted from a Coded ResNeXt: (B, C, H, W) -> (B, 1) logit.
+
+    Built by `extract_binary_classifier`; parameter names are the full model's, fc has one row.
+    """
+
+    def __init__(self, model: nn.Module, class_index: int, keep: Mapping[str, Sequence[int]]):
+        super().__init__()
+        net = resolve_resnext(model)
+        if not isinstance(net.fc, nn.Linear):
+            raise ValueError('The model has no classifier (num_classes=0): a binary classifier needs its fc layer.')
+        self.class_index = int(class_index)
+        self.num_classes = 1
+        self.in_chans = int(getattr(net, 'in_chans', net.conv1.in_channels))
+        self.num_features = net.num_features
+        self.kept_subnns: Dict[str, List[int]] = {k: sorted(int(i) for i in v) for k, v in keep.items()}
+        self.source_architecture = str(getattr(net, 'pretrained_cfg', {}).get('architecture', type(net).__name__))
+        # timm's factory records the kwargs a model was built with; codebooks are not needed to rebuild a BC
+        self.source_model_args = {k: v for k, v in getattr(net, '_model_args', {}).items() if k != 'codebooks'}
+        self.pretrained_cfg = dict(getattr(net, 'pretrained_cfg', {}), num_classes=1)
+        self.pretrained_cfg.pop('label_names', None)
+        for name in ('conv1', 'bn1', 'act1', 'maxpool'):
+            self.add_module(name, copy.deepcopy(getattr(net, name)))
+        stages = stage_names(net)
+        if len(stages) > 4:
+            raise ValueError(f'At most 4 stages are supported, the model has {len(stages)}.')
+        for i, stage in enumerate(stages):
+            blocks = [BinaryBottleneck(b, self.kept_subnns[f'{stage}.{j}']) if f'{stage}.{j}' in self.kept_subnns
+                      else copy.deepcopy(b) for j, b in enumerate(getattr(net, stage))]
+            self.add_module(f'layer{i + 1}', nn.Sequential(*blocks))
+        self.global_pool = copy.deepcopy(net.global_pool)
+        self.fc = nn.Linear(net.fc.in_features, 1, bias=net.fc.bias is not None,
+                            device=net.fc.weight.device, dtype=net.fc.weight.dtype)
+        with torch.no_grad():
+            self.fc.weight.copy_(net.fc.weight[self.class_index:self.class_index + 1])
+            if net.fc.bias is not None:
+                self.fc.bias.copy_(net.fc.bias[self.class_index:self.class_index + 1])
+        self.eval()
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.maxpool(self.act1(self.bn1(self.conv1(x))))
+        x = self.layer1(x)
+        if hasattr(self, 'layer2'):  # hasattr on a module is static under TorchScript
+            x = self.layer2(x)
+        if hasattr(self, 'layer3'):
+            x = self.layer3(x)
+        if hasattr(self, 'layer4'):
+            x = self.layer4(x)
+        return x
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.global_pool(self.forward_features(x)))
+
+    @torch.jit.ignore
+    def sequence(self) -> List[nn.Module]:
+        """Stem modules and blocks in execution order (the head excluded)."""
+        stages = [m for n, m in self.named_children() if n.startswith('layer')]
+        return [self.conv1, self.bn1, self.act1, self.maxpool] + [b for s in stages for b in s]
+
+    @torch.jit.ignore
+    def prefix_length(self) -> int:
+        """Number of leading `sequence()` modules before the first sliced block: the part every binary
+        classifier of one model shares, which an evaluation of many classes can compute once."""
+        return next(i for i, m in enumerate(self.sequence()) if isinstance(m, BinaryBottleneck))
+
+    @torch.jit.ignore
+    def forward_from(self, x: torch.Tensor, start: int) -> torch.Tensor:
+        """Forward from the output of `sequence()[:start]`; `forward_from(prefix(x), p) == forward(x)`."""
+        for m in self.sequence()[start:]:
+            x = m(x)
+        return self.fc(self.global_pool(x))
+
+    @torch.jit.ignore
+    def config(self) -> Dict[str, Any]:
+        """What rebuilds this classifier from its source architecture (stored in config.json by `save_...`)."""
+        return {'source_architecture': self.source_architecture, 'source_model_args': self.source_model_args,
+                'class_index': self.class_index, 'kept_subnns': self.kept_subnns}
+
+
+def extract_binary_classifier(
+        model: nn.Module,
+        class_index: int,
+        active: Optional[Mapping[str, Sequence[int]]] = None,
+) -> BinaryClassifier:
+    """The binary classifier of class `class_index`: only that class's active subNNs, one fc row, (B, 1) output.
+
+    Args:
+        model: A trained Coded ResNeXt (possibly wrapped), or a plain ResNeXt together with `active`.
+        class_index: The class k, 0 <= k < num_classes.
+        active: {block name: subNN indices to keep}; default the codewords of `model` for class k. Pass
+            `active_subnns(coded_model, k)` to extract the same branches from a plain ResNeXt (the §4.3 baseline).
+    """
+    net = resolve_resnext(model)
+    class_index = check_class_index(net, class_index)
+    if active is None:
+        active = active_subnns(net, class_index)  # raises for a model without coded blocks
+    blocks = dict(grouped_blocks(net))
+    unknown = [k for k in active if k not in blocks]
+    if unknown:
+        raise ValueError(f'Blocks {unknown} are not blocks with subNNs of this model (it has {list(blocks)}): '
+                         f'the model and the codewords come from different architectures.')
+    for name, keep in active.items():
+        n = blocks[name].conv2.groups
+        if any(not 0 <= int(i) < n for i in keep):
+            raise ValueError(f'Block {name} has {n} subNNs; cannot keep {list(keep)}.')
+    return BinaryClassifier(net, class_index, active)
+
+
+def count_parameters(module: nn.Module) -> int:
+    """Number of parameters (conv / fc weights and biases, BN affine weight and bias; no buffers)."""
+    return sum(p.numel() for p in module.parameters())
+
+
+@torch.no_grad()
+def count_flops(module: nn.Module, input_size: Sequence[int], batch_size: int = 1) -> int:
+    """FLOPs of one eval forward pass at `input_size` (C, H, W), counted by torch's FlopCounterMode."""
+    p = next(module.parameters())
+    x = torch.zeros(batch_size, *input_size, device=p.device, dtype=p.dtype)
+    was_training = module.training
+    module.eval()
+    counter = FlopCounterMode(display=False)
+    with counter:
+        module(x)
+    module.train(was_training)
+    return int(counter.get_total_flops())
+
+
+def binary_classifier_cost(model: nn.Module, bc: nn.Module, input_size: Sequence[int]) -> Dict[str, float]:
+    """Exact parameter count and FLOPs of `bc`, and their share of the full model's."""
+    net = resolve_resnext(model)
+    params, params_full = count_parameters(bc), count_parameters(net)
+    flops, flops_full = count_flops(bc, input_size), count_flops(net, input_size)
+    return {'params': params, 'params_full': params_full, 'param_share': params / params_full,
+            'flops': flops, 'flops_full': flops_full, 'flop_share': flops / flops_full,
+            'input_size': list(input_size)}
+
+
+def save_binary_classifier(bc: BinaryClassifier, directory: str, source_model_args: Optional[Dict[str, Any]] = None,
+                           label_name: Optional[str] = None) -> str:
+    """Write `bc` as a Hugging Face folder (model.safetensors + config.json) with timm's `save_for_hf`.
+
+    config.json's 'binary_classifier' entry holds the source architecture, its model_args (default: those timm's
+    factory recorded), the class and the kept subNNs, which is what `load_binary_classifier` rebuilds the
+    module from.
+    """
+    from timm.models import save_for_hf
+    extra = dict(bc.config(), label_name=label_name)
+    if source_model_args is not None:
+        extra['source_model_args'] = source_model_args
+    save_for_hf(bc, directory, model_config={CONFIG_KEY: extra}, safe_serialization=True)
+    return directory
+
+
+def push_binary_classifier(bc: BinaryClassifier, repo_id: str, source_model_args: Optional[Dict[str, Any]] = None,
+                           label_name: Optional[str] = None, **kwargs) -> str:
+    """Upload `bc` to the Hugging Face Hub with timm's `push_to_hf_hub` (same files as `save_binary_classifier`)."""
+    from timm.models import push_to_hf_hub
+    extra = dict(bc.config(), label_name=label_name)
+    if source_model_args is not None:
+        extra['source_model_args'] = source_model_args
+    kwargs.setdefault('safe_serialization', True)
+    return push_to_hf_hub(bc, repo_id, model_config={CONFIG_KEY: extra}, **kwargs)
+
+
+def load_binary_classifier(path: str) -> BinaryClassifier:
+    """Rebuild a binary classifier saved by `save_binary_classifier` (a folder, or 'hf-hub:org/name')."""
+    import timm
+    from safetensors.torch import load_file
+    if path.startswith('hf-hub:'):
+        from huggingface_hub import hf_hub_download
+        repo = path[len('hf-hub:'):]
+        config_path = hf_hub_download(repo, 'config.json')
+        weights_path = hf_hub_download(repo, 'model.safetensors')
+    else:
+        config_path, weights_path = os.path.join(path, 'config.json'), os.path.join(path, 'model.safetensors')
+    with open(config_path) as f:
+        config = json.load(f)
+    if CONFIG_KEY not in config:
+        raise ValueError(f'{config_path} does not describe a binary classifier (no "{CONFIG_KEY}" entry): load full '
+                         f'models with timm.create_model.')
+    spec = config[CONFIG_KEY]
+    model_args = dict(spec.get('source_model_args') or {})
+    model_args.setdefault('in_chans', config.get('model_args', {}).get('in_chans', 3))
+    source = timm.create_model(spec['source_architecture'], pretrained=False, **model_args)
+    bc = BinaryClassifier(source, spec['class_index'], spec['kept_subnns'])
+    bc.load_state_dict(load_file(weights_path))
+    return bc.eval()

@@ -1,0 +1,89 @@
+""" Early decoders (§4.4): per-block accuracy, Table 3 agreement, and early-exit inference.
+
+Every coded block l predicts argmin_k ||r_l E(t̄) - w_{l,k}||_2 from its normalised subNN energies
+(`timm_coded.early_decode`). `EarlyExit` runs a model only up to one coded block — stem, the blocks before
+it, and that block's layers up to its energies — and returns that decoder's scores: nothing after block l
+is computed (not even block l's expand conv).
+"""
+from typing import Dict, List, Union
+
+import torch
+import torch.nn as nn
+
+from ..coded_resnext import CodedBottleneck, subnn_energies
+from ..loss import early_decoder_scores
+from .subnns import coded_block_items, resolve_resnext, stage_names
+
+__all__ = ['EarlyExit', 'block_energies', 'decoder_accuracy', 'agreement_table']
+
+
+def block_energies(block: CodedBottleneck, x: torch.Tensor) -> torch.Tensor:
+    """Normalised energies E(t̄_n) (B, N) of a coded block's subNNs (eval mode), without its expand conv."""
+    x = block.act1(block.bn1(block.conv1(x)))
+    x = block.aa(block.act2(block.drop_block(block.bn2(block.conv2(x)))))
+    energy = subnn_energies(x, block.conv3.weight, block.num_subnns)
+    return energy / (energy.mean(dim=1, keepdim=True) + block.energy_eps)
+
+
+class EarlyExit(nn.Module):
+    """A Coded ResNeXt cut after one coded block: (B, C, H, W) -> (B, K) scores of that block's early decoder.
+
+    Shares its modules (and weights) with the model it is built from.
+
+    Args:
+        model: A Coded ResNeXt (possibly wrapped).
+        block: Index into the coded blocks in depth order (negative counts from the end) or a block name
+            such as 'layer3.0'.
+    """
+
+    def __init__(self, model: nn.Module, block: Union[int, str]):
+        super().__init__()
+        net = resolve_resnext(model)
+        items = coded_block_items(net)
+        names = [n for n, _ in items]
+        if isinstance(block, str):
+            if block not in names:
+                raise ValueError(f'{block!r} is not a coded block; coded blocks are {names}.')
+            index = names.index(block)
+        else:
+            if not -len(items) <= block < len(items):
+                raise ValueError(f'Early-exit block index {block} out of range: the model has {len(items)} coded '
+                                 f'blocks {names}.')
+            index = block % len(items)
+        self.block_name, exit_block = items[index]
+        self.decoder_index = index
+        self.stem = nn.Sequential(net.conv1, net.bn1, net.act1, net.maxpool)
+        prefix = []
+        for stage in stage_names(net):
+            for i, b in enumerate(getattr(net, stage)):
+                if f'{stage}.{i}' == self.block_name:
+                    break
+                prefix.append(b)
+            else:
+                continue
+            break
+        self.blocks = nn.Sequential(*prefix)
+        self.exit_block = exit_block
+        self.ratio = float(exit_block.coding_ratio)
+        self.register_buffer('codebook', net.get_codebook(exit_block.coding_key).clone(), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.blocks(self.stem(x))
+        return early_decoder_scores(block_energies(self.exit_block, x), self.codebook, self.ratio)
+
+
+def decoder_accuracy(decoder_preds: torch.Tensor, target: torch.Tensor) -> List[float]:
+    """Accuracy of each early decoder; `decoder_preds` is (L, M) predicted classes, `target` (M,)."""
+    return (decoder_preds == target.unsqueeze(0)).float().mean(dim=1).tolist()
+
+
+def agreement_table(decoder_preds: torch.Tensor, final_pred: torch.Tensor, target: torch.Tensor) -> List[Dict]:
+    """Table 3: accuracy of the final prediction given how many early decoders (0..L) agree with it."""
+    agree = (decoder_preds == final_pred.unsqueeze(0)).sum(dim=0)
+    correct = final_pred == target
+    rows = []
+    for c in range(decoder_preds.shape[0] + 1):
+        sel = agree == c
+        n = int(sel.sum())
+        rows.append({'agree': c, 'count': n, 'accuracy': float(correct[sel].float().mean()) if n else None})
+    return rows

@@ -1,0 +1,206 @@
+""" Loading what an analysis needs: the trained model from its checkpoint, the preprocessing it was trained
+with, and the datasets (Fashion-MNIST, an out-of-distribution set, or any timm dataset / image folder).
+
+Preprocessing follows training: `timm.data.resolve_data_config` reads the input size, mean / std, crop and
+interpolation from the `args` a timm `CheckpointSaver` stores in the checkpoint (train.py's flags), falling
+back to the model's `pretrained_cfg`; `timm.data.create_transform` builds the eval transform from them.
+"""
+import argparse
+import os
+import warnings
+from typing import Any, Dict, Optional, Tuple
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.utils.data
+from PIL import Image
+
+import timm
+from timm.data import create_dataset, create_transform, resolve_data_config
+from timm.models import load_checkpoint
+
+from ..data import FashionMNIST, balanced_indices
+
+__all__ = ['read_checkpoint_args', 'load_model', 'resolve_eval_config', 'build_dataset', 'subsample', 'DigitsOOD',
+           'FASHION_MNIST_NAMES', 'OOD_DIGITS_NAMES']
+
+FASHION_MNIST_NAMES = ('fashion_mnist', 'fashion-mnist', 'fashionmnist')
+OOD_DIGITS_NAMES = ('digits', 'uci_digits')
+_ARG_KEYS = ('input_size', 'img_size', 'in_chans', 'mean', 'std', 'crop_pct', 'crop_mode', 'interpolation')
+
+
+def read_checkpoint_args(path: str) -> Dict[str, Any]:
+    """The non-tensor training metadata of a checkpoint: {'arch', 'args' (dict)}; empty for bare weights."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f'Checkpoint {path} not found.')
+    if path.endswith('.safetensors'):
+        return {}
+    from timm.utils.checkpoint_saver import load_checkpoint_metadata
+    meta = load_checkpoint_metadata(path)
+    if not isinstance(meta, dict) or 'state_dict' not in meta:
+        return {}
+    args = meta.get('args')
+    if isinstance(args, argparse.Namespace):
+        args = vars(args)
+    return {'arch': meta.get('arch'), 'args': dict(args) if isinstance(args, dict) else {}}
+
+
+def load_model(
+        model_name: Optional[str] = None,
+        checkpoint: Optional[str] = None,
+        model_kwargs: Optional[Dict[str, Any]] = None,
+        use_ema: bool = False,
+        device: str = 'cpu',
+) -> Tuple[nn.Module, Dict[str, Any]]:
+    """Build the model and load a checkpoint (timm CheckpointSaver .pth.tar, bare state_dict or safetensors).
+
+    The architecture and its kwargs (num_classes, in_chans, model_kwargs) default to those recorded in the
+    checkpoint's training args; `model_name` / `model_kwargs` override them. Returns (model in eval mode,
+    training args dict).
+    """
+    meta = read_checkpoint_args(checkpoint) if checkpoint else {}
+    train_args = meta.get('args', {})
+    arch = model_name or meta.get('arch')
+    if not arch:
+        raise ValueError('No model architecture: pass --model NAME (the checkpoint does not record one).')
+    if model_name and train_args.get('model') and train_args['model'] != model_name:
+        raise ValueError(f'The checkpoint was trained as {train_args["model"]!r}, not {model_name!r}: pass '
+                         f'--model {train_args["model"]} (or leave --model out).')
+    kwargs: Dict[str, Any] = {}
+    for key in ('num_classes', 'in_chans'):
+        if train_args.get(key) is not None:
+            kwargs[key] = train_args[key]
+    kwargs.update(train_args.get('model_kwargs') or {})
+    kwargs.update(model_kwargs or {})
+    model = timm.create_model(arch, pretrained=False, **kwargs)
+    if checkpoint:
+        try:
+            load_checkpoint(model, checkpoint, use_ema=use_ema, strict=True)
+        except RuntimeError as e:
+            if 'Codebook mismatch' in str(e):
+                raise ValueError(f'Checkpoint {checkpoint} does not fit {arch}: {e}') from None
+            raise ValueError(
+                f'Checkpoint {checkpoint} does not fit {arch} built with {kwargs}: {e}\nPass the --model and '
+                f'--model-kwargs (num_classes, in_chans, layers, ...) the checkpoint was trained with.') from None
+    return model.to(device).eval(), train_args
+
+
+def resolve_eval_config(model: nn.Module, train_args: Optional[Dict[str, Any]] = None,
+                        overrides: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+    """Eval data config (input_size, mean, std, crop, interpolation): overrides > training args > pretrained_cfg.
+
+    The channel count always follows the model; a 3-value mean / std for a 1-channel model is averaged (with a
+    warning), as there is no other way to apply it.
+    """
+    args = {k: v for k, v in (train_args or {}).items() if k in _ARG_KEYS and v is not None}
+    args.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    in_chans = int(getattr(model, 'in_chans', 3))
+    args['in_chans'] = in_chans
+    if args.get('input_size') is not None:
+        args['input_size'] = (in_chans, *tuple(args['input_size'])[-2:])
+    cfg = resolve_data_config(args, model=model)
+    cfg['input_size'] = (in_chans, *cfg['input_size'][-2:])
+    for key in ('mean', 'std'):
+        if len(cfg[key]) != in_chans:
+            if in_chans != 1:
+                raise ValueError(f'Normalisation {key} {cfg[key]} does not fit a {in_chans}-channel model: pass '
+                                 f'--{key} with {in_chans} values.')
+            warnings.warn(f'Averaging the 3-channel {key} {tuple(cfg[key])} for a 1-channel model; pass --{key} '
+                          f'with the value used in training if it differs.')
+            cfg[key] = (float(np.mean(cfg[key])),)
+    return cfg
+
+
+class DigitsOOD(torch.utils.data.Dataset):
+    """Out-of-distribution set for Fashion-MNIST: the 1,797 real handwritten digits (UCI ML optical recognition
+    of handwritten digits) that scikit-learn ships, 8x8 grey levels 0..16 resized to 28x28 like MNIST.
+
+    Targets are -1 (no class of the model).
+    """
+
+    def __init__(self, transform=None, in_chans: int = 3, size: int = 28):
+        try:
+            from sklearn.datasets import load_digits
+        except ImportError as e:
+            raise ImportError('The digits OOD set needs scikit-learn: pip install "timm-coded[plots]" '
+                              '(or pip install scikit-learn).') from e
+        digits = load_digits().images  # (1797, 8, 8) float 0..16
+        small = (digits * (255. / 16.)).round().astype(np.uint8)
+        self.images = np.stack([np.asarray(Image.fromarray(im, 'L').resize((size, size), Image.BILINEAR))
+                                for im in small])
+        self.transform = transform
+        self.in_chans = in_chans
+        self.targets = np.full(len(self.images), -1, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int):
+        img = Image.fromarray(self.images[index], 'L')
+        if self.in_chans == 3:
+            img = img.convert('RGB')
+        if self.transform is not None:
+            img = self.transform(img)
+        return img, -1
+
+
+def build_dataset(name: str, split: str, data_dir: Optional[str] = None, data_config: Optional[Dict] = None,
+                  in_chans: int = 3) -> torch.utils.data.Dataset:
+    """A dataset with the eval transform of `data_config`.
+
+    Args:
+        name: 'fashion_mnist' (Debian's dataset-fashion-mnist or --data-dir), 'digits' (OOD, scikit-learn), or
+            any timm `create_dataset` name: '' / 'folder' for an ImageFolder tree under data_dir
+            (train/ and validation/ or val/), 'torch/cifar100', 'hfds/...'.
+        split: 'train' or 'validation'.
+    """
+    transform = create_transform(**data_config, is_training=False) if data_config else None
+    key = name.lower()
+    if key in FASHION_MNIST_NAMES:
+        return FashionMNIST(root=data_dir, split='train' if split == 'train' else 'test', transform=transform,
+                            in_chans=in_chans)
+    if key in OOD_DIGITS_NAMES:
+        return DigitsOOD(transform=transform, in_chans=in_chans)
+    if data_dir is None and not key.startswith(('hfds/', 'hfids/')):
+        raise ValueError(f'Dataset {name!r} needs --data-dir (the dataset folder).')
+    ds = create_dataset('' if key == 'folder' else name, root=data_dir, split=split,
+                        input_img_mode='L' if in_chans == 1 else 'RGB')
+    if hasattr(ds, 'transform'):
+        ds.transform = transform
+    return ds
+
+
+def _targets(ds: torch.utils.data.Dataset) -> Optional[np.ndarray]:
+    t = getattr(ds, 'targets', None)
+    if t is None:
+        reader = getattr(ds, 'reader', None)
+        samples = getattr(reader, 'samples', None)
+        if samples is not None:
+            t = [s[1] for s in samples]
+    return None if t is None else np.asarray(t)
+
+
+def subsample(ds: torch.utils.data.Dataset, max_samples: Optional[int], seed: int = 0) -> torch.utils.data.Dataset:
+    """At most `max_samples` samples, class-balanced when the dataset exposes its targets."""
+    if not max_samples or max_samples >= len(ds):
+        return ds
+    targets = _targets(ds)
+    if targets is not None and len(targets) == len(ds) and (targets >= 0).all():
+        per_class = max(1, max_samples // len(np.unique(targets)))
+        counts = np.bincount(targets)
+        per_class = min(per_class, int(counts[counts > 0].min()))
+        idx = balanced_indices(targets, per_class, seed)
+    else:
+        idx = np.sort(np.random.default_rng(seed).choice(len(ds), max_samples, replace=False))
+    if isinstance(ds, FashionMNIST):
+        return _subset_fashion(ds, idx)
+    return torch.utils.data.Subset(ds, idx.tolist())
+
+
+def _subset_fashion(ds: FashionMNIST, idx: np.ndarray) -> FashionMNIST:
+    """A FashionMNIST restricted to `idx` without re-reading the files."""
+    sub = FashionMNIST.__new__(FashionMNIST)
+    sub.__dict__.update(ds.__dict__)
+    sub.images, sub.targets = ds.images[idx], ds.targets[idx]
+    return sub
