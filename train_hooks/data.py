@@ -1,0 +1,273 @@
+""" Datasets, transforms and loaders of `train_hooks.train`, built from timm.data.
+
+* Datasets: everything `timm.data.create_dataset` offers (image folders, torch/..., hfds/...), plus
+  `fashion_mnist` read offline from Debian's `dataset-fashion-mnist` files (`timm_coded.data.FashionMNIST`).
+  Fashion-MNIST is grayscale: `--in-chans 1` keeps one channel, otherwise the gray channel is replicated to 3.
+* `cifar_train_transform`: the CIFAR recipe's pad-and-crop + flip (+ RandAugment), which timm lacks.
+* Evaluation sets are padded to whole batches (`PaddedDataset`, padding targets -1), so every evaluation batch
+  has the same shape (XLA) and distributed ranks see disjoint real samples; the evaluator ignores target -1.
+"""
+import math
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+import torch.utils.data
+from torchvision import transforms
+
+from timm.data import FastCollateMixup, Mixup, create_dataset, create_loader, rand_augment_transform
+from timm.data.random_erasing import RandomErasing
+from timm.data.transforms import MaybePILToTensor, MaybeToTensor, str_to_pil_interp
+
+from timm_coded.data import FashionMNIST, balanced_indices
+
+__all__ = ['FASHION_MNIST', 'FASHION_MNIST_MEAN', 'FASHION_MNIST_STD', 'ClassSubset', 'PaddedDataset',
+           'MixupCollate', 'cifar_train_transform', 'create_datasets', 'create_mixup', 'create_train_loader',
+           'create_eval_loader', 'dataset_targets']
+
+FASHION_MNIST = 'fashion_mnist'
+FASHION_MNIST_MEAN = (0.2860,)  # of the 60k training images, pixel / 255
+FASHION_MNIST_STD = (0.3530,)
+PAD_TARGET = -1
+
+
+class _TransformProxy(torch.utils.data.Dataset):
+    """Base of dataset wrappers: `transform` (set by timm's create_loader) goes to the wrapped dataset."""
+
+    def __init__(self, dataset: torch.utils.data.Dataset):
+        self.dataset = dataset
+
+    @property
+    def transform(self) -> Optional[Callable]:
+        return getattr(self.dataset, 'transform', None)
+
+    @transform.setter
+    def transform(self, value: Optional[Callable]) -> None:
+        self.dataset.transform = value
+
+
+class ClassSubset(_TransformProxy):
+    """The samples `indices` of a dataset (e.g. a class-balanced subset)."""
+
+    def __init__(self, dataset: torch.utils.data.Dataset, indices: Sequence[int]):
+        super().__init__(dataset)
+        self.indices = np.asarray(indices, dtype=np.int64)
+        targets = dataset_targets(dataset)
+        self.targets = targets[self.indices] if targets is not None else None
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, index: int) -> Tuple[Any, int]:
+        return self.dataset[int(self.indices[index])]
+
+
+class PaddedDataset(_TransformProxy):
+    """A dataset padded to a multiple of `multiple` samples; padding repeats the last sample with target -1."""
+
+    def __init__(self, dataset: torch.utils.data.Dataset, multiple: int):
+        super().__init__(dataset)
+        self.num_real = len(dataset)
+        if self.num_real == 0:
+            raise ValueError('The evaluation dataset is empty: check --data-dir and --val-split.')
+        self.num_padded = math.ceil(self.num_real / multiple) * multiple
+
+    def __len__(self) -> int:
+        return self.num_padded
+
+    def __getitem__(self, index: int) -> Tuple[Any, int]:
+        if index < self.num_real:
+            return self.dataset[index]
+        image, _ = self.dataset[self.num_real - 1]
+        return image, PAD_TARGET
+
+
+class MixupCollate:
+    """default_collate, then timm's Mixup / CutMix on the CPU batch (loaders without timm's prefetcher)."""
+
+    def __init__(self, mixup: Mixup):
+        self.mixup = mixup
+
+    @property
+    def mixup_enabled(self) -> bool:
+        return self.mixup.mixup_enabled
+
+    @mixup_enabled.setter
+    def mixup_enabled(self, value: bool) -> None:
+        self.mixup.mixup_enabled = value
+
+    def __call__(self, batch):
+        input, target = torch.utils.data.default_collate(batch)
+        return self.mixup(input, target)
+
+
+def dataset_targets(dataset: torch.utils.data.Dataset) -> Optional[np.ndarray]:
+    """Class index of every sample without loading images, where the dataset exposes it."""
+    targets = getattr(dataset, 'targets', None)
+    if targets is None:
+        reader = getattr(dataset, 'reader', None)
+        samples = getattr(reader, 'samples', None)
+        if samples is not None:
+            targets = [s[1] for s in samples]
+    return None if targets is None else np.asarray(targets, dtype=np.int64)
+
+
+def _subset(dataset: torch.utils.data.Dataset, per_class: Optional[int], seed: int, what: str):
+    if not per_class:
+        return dataset
+    targets = dataset_targets(dataset)
+    if targets is None:
+        raise ValueError(
+            f'--{what}-per-class needs a dataset that lists its targets (image folders, torch/..., '
+            f'fashion_mnist); {type(dataset).__name__} does not.')
+    counts = np.bincount(targets)
+    if per_class > counts[counts > 0].min():
+        raise ValueError(
+            f'--{what}-per-class {per_class} exceeds the smallest class ({counts[counts > 0].min()} images).')
+    return ClassSubset(dataset, balanced_indices(targets, per_class, seed))
+
+
+def create_datasets(args, in_chans: int) -> Tuple[torch.utils.data.Dataset, torch.utils.data.Dataset]:
+    """Train and evaluation datasets of `args.dataset` (optionally class-balanced subsets)."""
+    if args.dataset.lower() == FASHION_MNIST:
+        train = FashionMNIST(args.data_dir or None, split=args.train_split, in_chans=in_chans)
+        val = FashionMNIST(args.data_dir or None, split=args.val_split, in_chans=in_chans)
+    else:
+        if not args.data_dir and not args.dataset.lower().startswith(('hfds/', 'hfids/', 'tfds/', 'wds/')):
+            raise ValueError(f'--data-dir is required for dataset {args.dataset or "(image folder)"!r}.')
+        common = dict(
+            root=args.data_dir, download=args.dataset_download, class_map=args.class_map,
+            batch_size=args.batch_size, seed=args.seed,
+            input_img_mode=args.input_img_mode or ('L' if in_chans == 1 else 'RGB'),
+        )
+        train = create_dataset(args.dataset, split=args.train_split, is_training=True, **common)
+        val = create_dataset(args.dataset, split=args.val_split, is_training=False, **common)
+    train = _subset(train, args.train_per_class, args.seed, 'train')
+    val = _subset(val, args.val_per_class, args.seed + 1, 'val')
+    return train, val
+
+
+def cifar_train_transform(
+        img_size: int,
+        padding: int = 4,
+        hflip: float = 0.5,
+        auto_augment: Optional[str] = None,
+        interpolation: str = 'bilinear',
+        mean: Tuple[float, ...] = (0.5, 0.5, 0.5),
+        std: Tuple[float, ...] = (0.5, 0.5, 0.5),
+        re_prob: float = 0.,
+        re_mode: str = 'pixel',
+        re_count: int = 1,
+        use_prefetcher: bool = False,
+) -> transforms.Compose:
+    """CIFAR training transform: pad by `padding` (zeros), random crop `img_size`, flip, then RandAugment.
+
+    With `use_prefetcher` the output is a uint8 tensor (timm's prefetcher normalises and erases on device),
+    otherwise a normalised float tensor followed by random erasing if `re_prob` > 0.
+    """
+    tfl = [transforms.RandomCrop(img_size, padding=padding)]
+    if hflip > 0.:
+        tfl.append(transforms.RandomHorizontalFlip(p=hflip))
+    if auto_augment:
+        if not auto_augment.startswith('rand'):
+            raise ValueError(f'The pad-crop transform supports RandAugment ("rand-..."), got --aa {auto_augment!r}.')
+        aa_params = dict(translate_const=int(img_size * 0.45), img_mean=tuple(min(255, round(255 * x)) for x in mean))
+        if interpolation and interpolation != 'random':
+            aa_params['interpolation'] = str_to_pil_interp(interpolation)
+        tfl.append(rand_augment_transform(auto_augment, aa_params))
+    if use_prefetcher:
+        tfl.append(MaybePILToTensor())
+    else:
+        tfl += [MaybeToTensor(), transforms.Normalize(mean=torch.tensor(mean), std=torch.tensor(std))]
+        if re_prob > 0.:
+            tfl.append(RandomErasing(re_prob, mode=re_mode, max_count=re_count, device='cpu'))
+    return transforms.Compose(tfl)
+
+
+def create_mixup(args, num_classes: int, use_prefetcher: bool) -> Optional[Callable]:
+    """timm's Mixup / CutMix as a collate function (FastCollateMixup with the prefetcher), or None."""
+    if not (args.mixup > 0 or args.cutmix > 0. or args.cutmix_minmax is not None):
+        return None
+    mixup_args = dict(
+        mixup_alpha=args.mixup, cutmix_alpha=args.cutmix, cutmix_minmax=args.cutmix_minmax,
+        prob=args.mixup_prob, switch_prob=args.mixup_switch_prob, mode=args.mixup_mode,
+        label_smoothing=args.smoothing, num_classes=num_classes)
+    return FastCollateMixup(**mixup_args) if use_prefetcher else MixupCollate(Mixup(**mixup_args))
+
+
+def create_train_loader(
+        args,
+        dataset: torch.utils.data.Dataset,
+        data_config: Dict[str, Any],
+        device: torch.device,
+        use_prefetcher: bool,
+        distributed: bool,
+        collate_fn: Optional[Callable] = None,
+):
+    """timm's create_loader for training (drop_last), workers re-created each epoch so the RNG of an epoch
+    depends only on the seed set at its start (exact resume)."""
+    train_interpolation = args.train_interpolation
+    if args.no_aug or not train_interpolation:
+        train_interpolation = data_config['interpolation']
+    loader = create_loader(
+        dataset,
+        input_size=data_config['input_size'],
+        batch_size=args.batch_size,
+        is_training=True,
+        no_aug=args.no_aug,
+        re_prob=args.reprob,
+        re_mode=args.remode,
+        re_count=args.recount,
+        train_crop_mode=args.train_crop_mode,
+        scale=args.scale,
+        ratio=args.ratio,
+        hflip=args.hflip,
+        vflip=args.vflip,
+        color_jitter=args.color_jitter,
+        auto_augment=args.aa,
+        interpolation=train_interpolation,
+        mean=data_config['mean'],
+        std=data_config['std'],
+        num_workers=args.workers,
+        distributed=distributed,
+        collate_fn=collate_fn,
+        pin_memory=args.pin_mem,
+        device=device,
+        use_prefetcher=use_prefetcher,
+        persistent_workers=False,
+    )
+    if args.pad_crop and not args.no_aug:
+        dataset.transform = cifar_train_transform(
+            data_config['input_size'][-1], padding=args.pad_crop, hflip=args.hflip, auto_augment=args.aa,
+            interpolation=train_interpolation, mean=data_config['mean'], std=data_config['std'],
+            re_prob=args.reprob, re_mode=args.remode, re_count=args.recount, use_prefetcher=use_prefetcher)
+    return loader
+
+
+def create_eval_loader(
+        args,
+        dataset: torch.utils.data.Dataset,
+        data_config: Dict[str, Any],
+        device: torch.device,
+        use_prefetcher: bool,
+        distributed: bool,
+        world_size: int,
+):
+    """timm's create_loader for evaluation over the dataset padded to whole batches on every rank."""
+    batch_size = args.validation_batch_size or args.batch_size
+    padded = PaddedDataset(dataset, batch_size * world_size)
+    return create_loader(
+        padded,
+        input_size=data_config['input_size'],
+        batch_size=batch_size,
+        is_training=False,
+        interpolation=data_config['interpolation'],
+        mean=data_config['mean'],
+        std=data_config['std'],
+        num_workers=args.workers,
+        distributed=distributed,
+        crop_pct=data_config['crop_pct'],
+        pin_memory=args.pin_mem,
+        device=device,
+        use_prefetcher=use_prefetcher,
+    )
