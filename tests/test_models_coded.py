@@ -272,3 +272,17 @@ def test_torch_compile_train_step_keeps_energies():
     assert all(e is not None and e.requires_grad and e.shape == (2, 6) for e in energies)
     (out.sum() + sum(e.sum() for e in energies)).backward()
     assert all(p.grad is not None for p in model.parameters())
+
+
+@pytest.mark.parametrize('channels_last', [False, True])
+def test_energy_backward_gradcheck(channels_last):
+    """The hand-written backward of SubNNEnergy against numerical gradients (float64)."""
+    from timm_coded.coded_resnext import SubNNEnergy, _energies_fp32
+    torch.manual_seed(0)
+    h = torch.rand(2, 6, 3, 3, dtype=torch.float64)
+    if channels_last:
+        h = h.to(memory_format=torch.channels_last)
+    h.requires_grad_()
+    w = torch.randn(5, 6, 1, 1, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda a, b: SubNNEnergy.apply(a, b, 3), (h, w))
+    torch.testing.assert_close(SubNNEnergy.apply(h, w, 3), _energies_fp32(h, w, 3))
