@@ -193,6 +193,8 @@ def main() -> None:
     rows = []
     pairs: Tuple[Tuple[str, str, int, int, int], ...] = (
         ('coded_resnext50_32x4d', 'resnext50_32x4d', 160, args.batch, 1000),
+        # a second batch size: how the overhead of the energy path scales with the batch
+        ('coded_resnext50_32x4d', 'resnext50_32x4d', 160, 4 * args.batch, 1000),
         ('coded_resnext29_10x11d', 'resnext29_10x11d', 32, args.cifar_batch, 10),
         ('coded_resnext29_20x6d', 'resnext29_20x6d', 32, args.cifar_batch, 100),
     )
