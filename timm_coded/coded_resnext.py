@@ -81,12 +81,19 @@ def _energy_views(h: torch.Tensor, weight: torch.Tensor, num_subnns: int) -> Tup
     return hv, w.reshape(weight.shape[0], num_subnns, d).transpose(0, 1)
 
 
-def _energies_fp32(h: torch.Tensor, weight: torch.Tensor, num_subnns: int) -> torch.Tensor:
-    """E(t_n) = trace(G_n S_n) / (C H W), G_n = W_n^T W_n (d x d), S_n = sum_pixels h_n h_n^T (d x d)."""
+def _energy_terms(
+        h: torch.Tensor, weight: torch.Tensor, num_subnns: int) -> Tuple[torch.Tensor, torch.Tensor, float]:
+    """S_n = sum_pixels h_n h_n^T (B, N, d, d), G_n = W_n^T W_n (N, d, d) and the 1 / (C H W) of Eq. 2."""
     hv, wv = _energy_views(h, weight, num_subnns)
-    s = torch.matmul(hv, hv.transpose(-1, -2))  # (B, N, d, d)
-    g = torch.matmul(wv.transpose(1, 2), wv)  # (N, d, d)
-    return (s * g.unsqueeze(0)).sum(dim=(-1, -2)) / float(weight.shape[0] * h.shape[2] * h.shape[3])
+    s = torch.matmul(hv, hv.transpose(-1, -2))
+    g = torch.matmul(wv.transpose(1, 2), wv)
+    return s, g, 1. / float(weight.shape[0] * h.shape[2] * h.shape[3])
+
+
+def _energies_fp32(h: torch.Tensor, weight: torch.Tensor, num_subnns: int) -> torch.Tensor:
+    """E(t_n) = trace(G_n S_n) / (C H W), differentiated by autograd (the TorchScript path)."""
+    s, g, scale = _energy_terms(h, weight, num_subnns)
+    return (s * g.unsqueeze(0)).sum(dim=(-1, -2)) * scale
 
 
 class SubNNEnergy(torch.autograd.Function):
@@ -95,10 +102,7 @@ class SubNNEnergy(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, h: torch.Tensor, weight: torch.Tensor, num_subnns: int) -> torch.Tensor:
-        hv, wv = _energy_views(h, weight, num_subnns)
-        s = torch.matmul(hv, hv.transpose(-1, -2))  # (B, N, d, d)
-        g = torch.matmul(wv.transpose(1, 2), wv)  # (N, d, d)
-        scale = 1. / float(weight.shape[0] * h.shape[2] * h.shape[3])
+        s, g, scale = _energy_terms(h, weight, num_subnns)
         ctx.save_for_backward(h, weight, s, g)
         ctx.num_subnns, ctx.scale = num_subnns, scale
         return (s * g.unsqueeze(0)).sum(dim=(-1, -2)) * scale
@@ -397,7 +401,8 @@ class CodedResNeXt(nn.Module):
         act_layer = get_act_layer(act_layer)
         norm_layer = get_norm_layer(norm_layer)
 
-        ratios = (cardinality,) * len(layers) if coding_ratios is None else _normalize_ratios(coding_ratios, len(layers))
+        ratios = ((cardinality,) * len(layers) if coding_ratios is None
+                  else _normalize_ratios(coding_ratios, len(layers)))
         self.stage_active = tuple(parse_coding_ratio(r, cardinality) for r in ratios)
         self.coding_ratios = tuple(f'{a}/{cardinality}' for a in self.stage_active)
         self._user_codebooks = _parse_user_codebooks(codebooks, cardinality)
@@ -482,13 +487,18 @@ class CodedResNeXt(nn.Module):
 
     # --- coding-scheme access (used by the loss hook and the analysis tools) ---------------------------
     @torch.jit.ignore
+    def named_coded_blocks(self) -> List[Tuple[str, CodedBottleneck]]:
+        """(name, block) of the coded blocks (ratio < 1) in depth order."""
+        return [(n, m) for n, m in self.named_modules() if isinstance(m, CodedBottleneck)]
+
+    @torch.jit.ignore
     def coded_blocks(self) -> List[CodedBottleneck]:
         """The coded blocks (ratio < 1) in depth order."""
-        return [m for m in self.modules() if isinstance(m, CodedBottleneck)]
+        return [m for _, m in self.named_coded_blocks()]
 
     @torch.jit.ignore
     def coded_block_names(self) -> List[str]:
-        return [n for n, m in self.named_modules() if isinstance(m, CodedBottleneck)]
+        return [n for n, _ in self.named_coded_blocks()]
 
     @torch.jit.ignore
     def coding_schemes(self) -> Dict[str, 'CodingScheme']:

@@ -15,7 +15,7 @@ from typing import List, NamedTuple, Optional
 import torch
 import torch.nn as nn
 
-from .coded_resnext import CodedBottleneck, CodedResNeXt
+from .coded_resnext import CodedResNeXt
 
 __all__ = ['CodedState', 'coded_state', 'coding_loss', 'block_coding_losses', 'early_decoder_scores',
            'early_decode', 'target_codewords', 'unwrap_coded', 'CODING_LOSS_POWER']
@@ -58,7 +58,7 @@ def coded_state(model: nn.Module, consume: bool = False) -> CodedState:
         consume: Clear the stashed energies, so a second loss without a new forward pass is an error.
     """
     net = unwrap_coded(model)
-    blocks = [(n, m) for n, m in net.named_modules() if isinstance(m, CodedBottleneck)]
+    blocks = net.named_coded_blocks()
     if not blocks:
         raise ValueError(
             f'{type(net).__name__} has no coded blocks (every coding ratio is N/N, {net.coding_ratios}): there is '
