@@ -286,3 +286,24 @@ def test_energy_backward_gradcheck(channels_last):
     w = torch.randn(5, 6, 1, 1, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda a, b: SubNNEnergy.apply(a, b, 3), (h, w))
     torch.testing.assert_close(SubNNEnergy.apply(h, w, 3), _energies_fp32(h, w, 3))
+
+
+@pytest.mark.parametrize('channels_last', [False, True])
+@pytest.mark.parametrize('drop', [False, True])
+def test_fused_normalisation_backward_gradcheck(channels_last, drop):
+    """SubNNCoding (Eq. 2-3 + dropSubNNs, hand-written backward) against numerical gradients and against
+    its autograd definition, also when only one of its two outputs is used."""
+    from timm_coded.coded_resnext import SubNNCoding, _normalize_subnns_autograd
+    torch.manual_seed(0)
+    h = torch.rand(2, 6, 3, 3, dtype=torch.float64)
+    if channels_last:
+        h = h.to(memory_format=torch.channels_last)
+    h.requires_grad_()
+    w = torch.randn(5, 6, 1, 1, dtype=torch.float64, requires_grad=True)
+    keep = torch.tensor([[0., 2., 2.], [2., 2., 0.]], dtype=torch.float64) if drop else None
+    fused = lambda a, b: SubNNCoding.apply(a, b, keep, 3, 1e-6)
+    assert torch.autograd.gradcheck(fused, (h, w))
+    for pick in (0, 1):
+        assert torch.autograd.gradcheck(lambda a, b: fused(a, b)[pick], (h, w))
+    for out, ref in zip(fused(h, w), _normalize_subnns_autograd(h, w, 3, 1e-6, keep)):
+        torch.testing.assert_close(out, ref)

@@ -3,7 +3,8 @@
 A Coded ResNeXt is a ResNeXt whose deeper blocks route each class through a fixed, pre-designed subset of
 their N branches (subNNs). This file holds the architecture; the paper's equations live here:
 
-* Eq. 2-3 (mean subNN energy, energy normalisation): `subnn_energies` and `CodedBottleneck.code_subnns`.
+* Eq. 2-3 (mean subNN energy, energy normalisation): `subnn_energies` and `normalize_subnns`
+  (one fused op with dropSubNNs, `SubNNCoding`), used by `CodedBottleneck.code_subnns`.
 * §3.1.3 (dropSubNNs, one mask per sample shared by the blocks of one coding scheme): `SubNNDrop`.
 * Eq. 4 (ratio r = N_act / N) and the codebooks of §3.2.1: `parse_coding_ratio`, `Codebooks` and
   `timm_coded.codes` (the coding-scheme engine).
@@ -18,6 +19,7 @@ E(t_n) = trace(G_n S_n) / (C H W) with G_n = W_n^T W_n and S_n = sum_pixels h_n 
 Blocks with r = 1 are exactly timm's `Bottleneck`; parameter names and shapes follow timm's ResNet, so a
 timm `resnext50_32x4d` state_dict loads into `coded_resnext50_32x4d`.
 """
+import contextlib
 import math
 import warnings
 from fractions import Fraction
@@ -38,7 +40,8 @@ from timm.models.resnet import Bottleneck, make_blocks
 if TYPE_CHECKING:  # imported lazily, so `python -m timm_coded.codes` runs without importing itself twice
     from .codes import CodingScheme
 
-__all__ = ['CodedResNeXt', 'CodedBottleneck', 'SubNNDrop', 'Codebooks', 'subnn_energies', 'parse_coding_ratio']
+__all__ = ['CodedResNeXt', 'CodedBottleneck', 'SubNNDrop', 'Codebooks', 'subnn_energies', 'normalize_subnns',
+           'parse_coding_ratio']
 
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
@@ -62,64 +65,189 @@ def subnn_energies(h: torch.Tensor, weight: torch.Tensor, num_subnns: int) -> to
     """
     if torch.jit.is_scripting():
         return _energies_fp32(h, weight, num_subnns)
-    if not torch.amp.is_autocast_available(h.device.type):  # e.g. 'meta': no autocast to disable
-        return SubNNEnergy.apply(h, weight, num_subnns)
-    with torch.autocast(device_type=h.device.type, enabled=False):
+    with _no_autocast(h):
         return SubNNEnergy.apply(h, weight, num_subnns)
 
 
-def _energy_views(h: torch.Tensor, weight: torch.Tensor, num_subnns: int) -> Tuple[torch.Tensor, torch.Tensor]:
-    """h as (B, N, d, H*W) and W as (N, C, d), in fp32 (fp64 kept), as free views where the layout allows."""
+@register_notrace_function
+def normalize_subnns(
+        h: torch.Tensor,
+        weight: torch.Tensor,
+        num_subnns: int,
+        eps: float,
+        keep: Optional[torch.Tensor] = None,
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Energy normalisation (Eq. 3) and dropSubNNs as one per-group gain on h, without materialising t_n.
+
+    Computes E(t_n) (Eq. 2), E_avg = mean_n E(t_n) + eps, and returns (h_n * keep_n / sqrt(E_avg) for every
+    group n, E(t̄_n) = E(t_n) / E_avg). `keep` is the (B, N) dropSubNNs mask, already scaled by 1/(1-p), or
+    None. The energy path runs in fp32 whatever the autocast state; the scaled h keeps h's dtype.
+    """
+    if torch.jit.is_scripting():
+        return _normalize_subnns_autograd(h, weight, num_subnns, eps, keep)
+    with _no_autocast(h):
+        return SubNNCoding.apply(h, weight, keep, num_subnns, eps)
+
+
+def _no_autocast(h: torch.Tensor):
+    """Autocast disabled for h's device type (a no-op context where autocast does not exist, e.g. 'meta')."""
+    if torch.amp.is_autocast_available(h.device.type):
+        return torch.autocast(device_type=h.device.type, enabled=False)
+    return contextlib.nullcontext()
+
+
+def _group_view(h: torch.Tensor, num_subnns: int) -> torch.Tensor:
+    """h (B, N*d, H, W) as (B, N, d, H*W): a free view for NCHW and channels_last alike."""
     b, nd, height, width = h.shape
-    d = nd // num_subnns
-    h = h if h.dtype == torch.float64 else h.float()
     if h.is_contiguous():  # NCHW
-        hv = h.reshape(b, num_subnns, d, height * width)
-    else:  # channels_last, through NHWC
-        hv = h.permute(0, 2, 3, 1).reshape(b, height * width, num_subnns, d).permute(0, 2, 3, 1)
-    w = weight if weight.dtype == torch.float64 else weight.float()
-    return hv, w.reshape(weight.shape[0], num_subnns, d).transpose(0, 1)
+        return h.view(b, num_subnns, nd // num_subnns, height * width)
+    # channels_last, through NHWC
+    return h.permute(0, 2, 3, 1).reshape(b, height * width, num_subnns, nd // num_subnns).permute(0, 2, 3, 1)
+
+
+def _fp32(t: torch.Tensor) -> torch.Tensor:
+    """t in fp32 (fp64 kept): the precision of the energy path whatever the autocast state."""
+    return t if t.dtype == torch.float32 or t.dtype == torch.float64 else t.float()
+
+
+def _weight_groups(weight: torch.Tensor, num_subnns: int) -> torch.Tensor:
+    """The 1x1 expand weight (C, N*d, 1, 1) as the N blocks W_n, (N, C, d), fp32; a view.
+    (A contiguous copy does not pay: measured with cold caches, the copy costs what it saves in the bmm.)"""
+    return _fp32(weight).reshape(weight.shape[0], num_subnns, -1).transpose(0, 1)
 
 
 def _energy_terms(
-        h: torch.Tensor, weight: torch.Tensor, num_subnns: int) -> Tuple[torch.Tensor, torch.Tensor, float]:
-    """S_n = sum_pixels h_n h_n^T (B, N, d, d), G_n = W_n^T W_n (N, d, d) and the 1 / (C H W) of Eq. 2."""
-    hv, wv = _energy_views(h, weight, num_subnns)
+        h: torch.Tensor, weight: torch.Tensor, num_subnns: int) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """h as (B, N, d, HW) fp32, S_n = sum_pixels h_n h_n^T (B, N, d, d) and G_n = W_n^T W_n / (C H W) (N, d, d):
+    E(t_n) = trace(G_n S_n) (Eq. 2)."""
+    hv = _fp32(_group_view(h, num_subnns))
+    wg = _weight_groups(weight, num_subnns)
     s = torch.matmul(hv, hv.transpose(-1, -2))
-    g = torch.matmul(wv.transpose(1, 2), wv)
-    return s, g, 1. / float(weight.shape[0] * h.shape[2] * h.shape[3])
+    g = torch.bmm(wg.transpose(1, 2), wg).mul_(1. / float(weight.shape[0] * h.shape[2] * h.shape[3]))
+    return hv, s, g
 
 
 def _energies_fp32(h: torch.Tensor, weight: torch.Tensor, num_subnns: int) -> torch.Tensor:
-    """E(t_n) = trace(G_n S_n) / (C H W), differentiated by autograd (the TorchScript path)."""
-    s, g, scale = _energy_terms(h, weight, num_subnns)
-    return (s * g.unsqueeze(0)).sum(dim=(-1, -2)) * scale
+    """E(t_n) = trace(G_n S_n), Eq. 2 (differentiated by autograd on the TorchScript path)."""
+    _, s, g = _energy_terms(h, weight, num_subnns)
+    return (s * g).sum(dim=(-1, -2))
+
+
+def _scale_groups(h: torch.Tensor, gain: torch.Tensor) -> torch.Tensor:
+    """h_n * gain_n for every group n; gain (B, N). Keeps h's dtype and memory format."""
+    b, c, height, width = h.shape
+    n = gain.shape[1]
+    gain = gain.to(h.dtype)
+    if h.is_contiguous():
+        return (h.view(b, n, (c // n) * height * width) * gain.unsqueeze(-1)).view(b, c, height, width)
+    return h * gain.unsqueeze(-1).expand(b, n, c // n).reshape(b, c, 1, 1)
+
+
+def _normalize_subnns_autograd(
+        h: torch.Tensor, weight: torch.Tensor, num_subnns: int, eps: float, keep: Optional[torch.Tensor],
+) -> Tuple[torch.Tensor, torch.Tensor]:
+    """`normalize_subnns` differentiated by autograd (TorchScript path and the definition SubNNCoding follows)."""
+    energy = _energies_fp32(h, weight, num_subnns)
+    e_avg = energy.mean(dim=1, keepdim=True) + eps
+    gain = torch.rsqrt(e_avg).expand(energy.shape)
+    if keep is not None:
+        gain = gain * keep
+    return _scale_groups(h, gain), energy / e_avg
+
+
+def _energy_grad_w(weight: torch.Tensor, s: torch.Tensor, coef: torch.Tensor, scale: float) -> torch.Tensor:
+    """dL/dW_n = scale W_n S̄_n with S̄_n = sum_b coef_bn S_bn (G_n, S_n symmetric; coef = 2 dL/dE, (B, N))."""
+    s_bar = (s * coef[:, :, None, None]).sum(dim=0).mul_(scale)
+    grad = torch.bmm(_weight_groups(weight, s.shape[1]), s_bar)  # (N, C, d)
+    return grad.transpose(0, 1).reshape(weight.shape).to(weight.dtype)
+
+
+def _energy_grad_h(hv: torch.Tensor, g: torch.Tensor, coef: torch.Tensor, out: Optional[torch.Tensor] = None):
+    """dL/dh_bn = coef_bn G_n h_bn in the group view (B, N, d, HW), fp32; into `out` (like hv) if given."""
+    gc = g * coef[:, :, None, None]
+    return torch.matmul(gc, hv) if out is None else torch.matmul(gc, hv, out=out)
 
 
 class SubNNEnergy(torch.autograd.Function):
     """`_energies_fp32` with a hand-written backward (about half the work of autograd's):
-    dE_bn/dh_bn = 2 G_n h_bn / (CHW) and dL/dW_n = 2 W_n S̄_n / (CHW), S̄_n = sum_b (dL/dE_bn) S_bn."""
+    dE_bn/dh_bn = 2 G_n h_bn and dL/dW_n = 2 W_n S̄_n / (CHW), S̄_n = sum_b (dL/dE_bn) S_bn."""
 
     @staticmethod
     def forward(ctx, h: torch.Tensor, weight: torch.Tensor, num_subnns: int) -> torch.Tensor:
-        s, g, scale = _energy_terms(h, weight, num_subnns)
+        _, s, g = _energy_terms(h, weight, num_subnns)
         ctx.save_for_backward(h, weight, s, g)
-        ctx.num_subnns, ctx.scale = num_subnns, scale
-        return (s * g.unsqueeze(0)).sum(dim=(-1, -2)) * scale
+        ctx.num_subnns, ctx.scale = num_subnns, 1. / float(weight.shape[0] * h.shape[2] * h.shape[3])
+        return (s * g).sum(dim=(-1, -2))
 
     @staticmethod
     def backward(ctx, grad_e: torch.Tensor):
         h, weight, s, g = ctx.saved_tensors
-        hv, wv = _energy_views(h, weight, ctx.num_subnns)
-        coef = grad_e.to(s.dtype) * (2. * ctx.scale)  # (B, N)
+        coef = grad_e.to(s.dtype) * 2.  # (B, N)
         grad_h = grad_w = None
         if ctx.needs_input_grad[0]:
-            dhv = torch.matmul(g.unsqueeze(0), hv) * coef[:, :, None, None]  # G symmetric
-            grad_h = dhv.reshape(h.shape).to(h.dtype)
+            hv = _fp32(_group_view(h, ctx.num_subnns))
+            grad_h = _energy_grad_h(hv, g, coef).reshape(h.shape).to(h.dtype)
         if ctx.needs_input_grad[1]:
-            s_bar = torch.einsum('bn,bnde->nde', coef, s)
-            grad_w = torch.matmul(wv, s_bar).transpose(0, 1).reshape(weight.shape).to(weight.dtype)
+            grad_w = _energy_grad_w(weight, s, coef, ctx.scale)
         return grad_h, grad_w, None
+
+
+class SubNNCoding(torch.autograd.Function):
+    """`_normalize_subnns_autograd` in one op with a hand-written backward. With m_b = E_avg_b, gain_bn =
+    keep_bn m_b^(-1/2), a_bn = <dL/dout_bn, h_bn> and ē = E / m (the normalised energies):
+    dL/dm_b = -(1/2 sum_n gain_bn a_bn + sum_n (dL/dē_bn) ē_bn) / m_b,
+    dL/dE_bn = (dL/dē_bn) / m_b + (dL/dm_b) / N, then through E_bn = trace(G_n S_bn) as in SubNNEnergy;
+    dL/dh_bn also gets gain_bn dL/dout_bn. The block's two uses of h (energies, scaling) share one saved
+    tensor and one h-sized gradient buffer; about ten kernels each way."""
+
+    @staticmethod
+    def forward(ctx, h: torch.Tensor, weight: torch.Tensor, keep: Optional[torch.Tensor], num_subnns: int,
+                eps: float) -> Tuple[torch.Tensor, torch.Tensor]:
+        _, s, g = _energy_terms(h, weight, num_subnns)
+        energy = (s * g).sum(dim=(-1, -2))  # (B, N), Eq. 2
+        e_avg = energy.mean(dim=1, keepdim=True) + eps
+        energy_norm = energy / e_avg  # Eq. 3
+        gain = torch.rsqrt(e_avg)
+        gain = gain * keep.to(gain.dtype) if keep is not None else gain.expand(energy.shape)
+        ctx.save_for_backward(h, weight, s, g, energy_norm, e_avg, gain)
+        ctx.num_subnns, ctx.scale = num_subnns, 1. / float(weight.shape[0] * h.shape[2] * h.shape[3])
+        ctx.set_materialize_grads(False)
+        return _scale_groups(h, gain), energy_norm
+
+    @staticmethod
+    def backward(ctx, grad_out: Optional[torch.Tensor], grad_norm: Optional[torch.Tensor]):
+        h, weight, s, g, energy_norm, e_avg, gain, = ctx.saved_tensors
+        n = ctx.num_subnns
+        hv = _fp32(_group_view(h, n))
+        go = buf = u = None
+        if grad_out is not None:
+            go = _group_view(grad_out, n)
+            buf = go * hv  # one h-sized scratch buffer, reused for dL/dh
+            a = buf.sum(dim=(-1, -2))  # dL/dgain, (B, N)
+            u = 0.5 * (a * gain).sum(dim=1, keepdim=True)
+        if grad_norm is not None:
+            grad_norm = grad_norm.to(e_avg.dtype)
+            t = (grad_norm * energy_norm).sum(dim=1, keepdim=True)
+            u = t if u is None else u + t
+        if u is None:
+            return None, None, None, None, None
+        # coef = 2 dL/dE = 2 (dL/dē - u / N) / m
+        coef = (torch.sub(grad_norm, u, alpha=1. / n) if grad_norm is not None else u * (-1. / n)) / (0.5 * e_avg)
+        grad_h = grad_w = None
+        if ctx.needs_input_grad[0]:
+            grad_h = _energy_grad_h(hv, g, coef, out=buf)
+            if go is not None:  # + gain_bn dL/dout_bn, in place
+                grad_h.addcmul_(go, gain[:, :, None, None])
+            grad_h = grad_h.reshape(h.shape).to(h.dtype)
+        if ctx.needs_input_grad[1]:
+            grad_w = _energy_grad_w(weight, s, coef, ctx.scale)
+        return grad_h, grad_w, None, None, None
+
+
+@register_notrace_function
+def _draw_keep_mask(like: torch.Tensor, num_subnns: int, keep: float) -> torch.Tensor:
+    """(B, N) fp32 Bernoulli(keep) mask / keep for the batch of `like` (an FX leaf: shapes are not traced)."""
+    return torch.empty([like.shape[0], num_subnns], device=like.device).bernoulli_(keep).div_(keep)
 
 
 class SubNNDrop(nn.Module):
@@ -141,9 +269,8 @@ class SubNNDrop(nn.Module):
         self.mask = None
 
     def sample(self, like: torch.Tensor) -> torch.Tensor:
-        """Draw and keep a fresh keep-mask shaped like `like` (B, N), already scaled by 1/(1-rate)."""
-        keep = 1. - self.rate
-        mask = torch.empty_like(like, dtype=torch.float32).bernoulli_(keep).div_(keep)
+        """Draw and keep a fresh (B, N) fp32 keep-mask for the batch of `like` (B, ...), scaled by 1/(1-rate)."""
+        mask = _draw_keep_mask(like, self.num_subnns, 1. - self.rate)
         self.mask = mask
         return mask
 
@@ -185,19 +312,14 @@ class CodedBottleneck(Bottleneck):
         self.subnn_energies = None
 
     def code_subnns(self, h: torch.Tensor) -> torch.Tensor:
-        """Energy normalisation t̄_n = t_n / sqrt(E_avg) (Eq. 3) and dropSubNNs, as one gain on h."""
-        b = h.shape[0]
-        energy = subnn_energies(h, self.conv3.weight, self.num_subnns)  # (B, N) fp32, Eq. 2
-        e_avg = energy.mean(dim=1, keepdim=True) + self.energy_eps
-        self.subnn_energies = energy / e_avg  # E(t̄_n); sums to N (Eq. 3)
-        gain = torch.rsqrt(e_avg).expand(b, self.num_subnns)
+        """Energy normalisation t̄_n = t_n / sqrt(E_avg) (Eq. 2-3) and dropSubNNs, as one gain on h."""
+        keep: Optional[torch.Tensor] = None
         if self.training and self.subnn_drop.rate > 0.:
-            mask = self.subnn_drop.mask
-            if self.drop_leader or mask is None:
-                mask = self.subnn_drop.sample(energy)
-            gain = gain * mask
-        gain = gain.repeat_interleave(h.shape[1] // self.num_subnns, dim=1)
-        return h * gain.to(h.dtype)[:, :, None, None]
+            keep = self.subnn_drop.mask
+            if self.drop_leader or keep is None:
+                keep = self.subnn_drop.sample(h)
+        h, self.subnn_energies = normalize_subnns(h, self.conv3.weight, self.num_subnns, self.energy_eps, keep)
+        return h  # E(t̄_n) of Eq. 3 kept on the block, (B, N) fp32, summing to N
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shortcut = x
