@@ -10,7 +10,7 @@ these functions pair them with the block's codebook, so `forward(x)` never chang
 Soft targets (B, K) from Mixup/CutMix or label smoothing use the probability-weighted codeword y @ W_l.
 Nothing here synchronises with the host on XLA.
 """
-from typing import List, NamedTuple, Optional
+from typing import Any, Dict, List, NamedTuple, Optional
 
 import torch
 import torch.nn as nn
@@ -18,7 +18,7 @@ import torch.nn as nn
 from .coded_resnext import CodedResNeXt
 
 __all__ = ['CodedState', 'coded_state', 'coding_loss', 'block_coding_losses', 'early_decoder_scores',
-           'early_decode', 'target_codewords', 'unwrap_coded', 'CODING_LOSS_POWER']
+           'early_decode', 'target_codewords', 'check_class_indices', 'unwrap_coded', 'CODING_LOSS_POWER']
 
 CODING_LOSS_POWER = 4  # §3.1.2: 4 beats 2 and |.| on CIFAR-10/100
 
@@ -29,6 +29,7 @@ class CodedState(NamedTuple):
     energies: List[torch.Tensor]  # (B, N) fp32 each
     codebooks: List[torch.Tensor]  # (K, N) fp32 each
     ratios: List[float]
+    keys: Optional[List[str]] = None  # coding scheme of each block: blocks with one key share codebook and ratio
 
 
 def unwrap_coded(model: nn.Module) -> CodedResNeXt:
@@ -72,11 +73,13 @@ def coded_state(model: nn.Module, consume: bool = False) -> CodedState:
         energies.append(block.subnn_energies)
         if consume:
             block.subnn_energies = None
+    codebooks = {key: net.get_codebook(key) for key in {b.coding_key for _, b in blocks}}
     return CodedState(
         names=[n for n, _ in blocks],
         energies=energies,
-        codebooks=[net.get_codebook(b.coding_key) for _, b in blocks],
+        codebooks=[codebooks[b.coding_key] for _, b in blocks],
         ratios=[b.coding_ratio for _, b in blocks],
+        keys=[b.coding_key for _, b in blocks],
     )
 
 
@@ -84,7 +87,7 @@ def target_codewords(target: torch.Tensor, codebook: torch.Tensor, validate: Opt
     """Target codeword per sample, (B, N): w_{l,k} for class indices, y @ W_l for soft targets (B, K).
 
     Args:
-        validate: Check class indices are in range; default on for CPU / CUDA tensors, off on XLA (no host sync).
+        validate: Check class indices are in range (`check_class_indices`); default on, except on XLA.
     """
     num_classes = codebook.shape[0]
     if target.dim() == 2 and target.is_floating_point():
@@ -97,13 +100,28 @@ def target_codewords(target: torch.Tensor, codebook: torch.Tensor, validate: Opt
         raise ValueError(
             f'Targets must be class indices (B,) or soft targets (B, {num_classes}); got {tuple(target.shape)} '
             f'{target.dtype}.')
+    check_class_indices(target, num_classes, validate)
+    return codebook.index_select(0, target.long())
+
+
+def check_class_indices(target: torch.Tensor, num_classes: int, validate: Optional[bool] = None) -> None:
+    """Raise a clear error for class indices outside 0..K-1, without stalling an accelerator.
+
+    CPU: a ValueError at once. CUDA: an asynchronous device assertion carrying the same message (no host sync;
+    it surfaces at the next synchronisation). XLA: off by default, as any check there would sync.
+    """
     if validate is None:
         validate = target.device.type in ('cpu', 'cuda')
-    if validate and target.numel() and bool(((target < 0) | (target >= num_classes)).any()):
-        raise ValueError(
-            f'Class index out of range: targets span {int(target.min())}..{int(target.max())} but the codebook has '
-            f'{num_classes} classes (0..{num_classes - 1}). Check num_classes of the model and the dataset.')
-    return codebook.index_select(0, target.long())
+    if not validate or target.dim() != 1 or target.is_floating_point() or not target.numel():
+        return
+    bad = ((target < 0) | (target >= num_classes)).any()
+    message = (f'Class index out of range: the codebook has {num_classes} classes (0..{num_classes - 1}). '
+               f'Check num_classes of the model and the dataset.')
+    if target.device.type == 'cpu':
+        if bool(bad):
+            raise ValueError(f'{message} Targets span {int(target.min())}..{int(target.max())}.')
+    else:
+        torch._assert_async(~bad, message)
 
 
 def block_coding_losses(
@@ -112,15 +130,28 @@ def block_coding_losses(
         power: int = CODING_LOSS_POWER,
         validate: Optional[bool] = None,
 ) -> torch.Tensor:
-    """(L,) coding loss of each coded block, Eq. 5, each averaged over the batch."""
-    losses = []
-    for energy, codebook, ratio in zip(state.energies, state.codebooks, state.ratios):
+    """(L,) coding loss of each coded block, Eq. 5, each averaged over the batch.
+
+    Blocks sharing a codebook (one coding scheme) are computed together: a handful of kernels per scheme.
+    """
+    groups: Dict[Any, List[int]] = {}  # coding scheme -> its blocks (one block per group without keys)
+    for i, energy in enumerate(state.energies):
         if energy.shape[0] != target.shape[0]:
             raise ValueError(
                 f'Batch of targets ({target.shape[0]}) differs from the last forward pass ({energy.shape[0]}).')
-        word = target_codewords(target.to(energy.device), codebook.to(energy.device), validate)
-        losses.append((ratio * energy - word).pow(power).mean())
-    return torch.stack(losses)
+        groups.setdefault(state.keys[i] if state.keys is not None else i, []).append(i)
+    device = state.energies[0].device
+    target = target.to(device)
+    check_class_indices(target, state.codebooks[0].shape[0], validate)
+    losses: List[torch.Tensor] = []
+    order: List[int] = []
+    for idx in groups.values():
+        word = target_codewords(target, state.codebooks[idx[0]].to(device), validate=False)  # (B, N)
+        energy = torch.stack([state.energies[i] for i in idx])  # (L_g, B, N)
+        losses.append((state.ratios[idx[0]] * energy - word).pow(power).mean(dim=(1, 2)))
+        order += idx
+    losses = torch.cat(losses)
+    return losses if order == sorted(order) else losses[torch.tensor(order).argsort().to(device)]
 
 
 def coding_loss(
