@@ -5,14 +5,17 @@ Figures (each a ratio measured side by side in one run, calls interleaved):
    coded_resnext50_32x4d vs timm's resnext50_32x4d at 160 px, and of the CIFAR nets vs their baselines;
 2. the ImageNet stage-4 coded block at 160 px (5x5, batch >= 8), forward + backward, against the explicit
    per-subNN formulation (grouped 1x1 expand to N*C channels, as the paper authors implement it).
-Memory: bytes of the tensors autograd saves for backward (activation memory, exact), plus CUDA peak memory
-when run on a GPU.
+Memory: bytes of the tensors autograd saves for backward (activation memory, exact), and the peak memory of
+training (CUDA allocator peak on a GPU, peak RSS on the CPU). Writes the `bench_models` (CPU, glibc malloc
+defaults), `bench_models_cpu_cached_malloc` (CPU run with MALLOC_* tunables that keep freed memory, e.g.
+`MALLOC_MMAP_THRESHOLD_=4294967296 MALLOC_TRIM_THRESHOLD_=68719476736`) or `bench_models_cuda` section of
+BENCHMARKS.md.
 
-    python bench/bench_models.py [--batch 8] [--repeats 5] [--device cpu]
+    python bench/bench_models.py [--batches 8,32] [--repeats 7] [--device cpu|cuda]
 """
 import argparse
 import os
-from typing import Dict, Tuple
+from typing import Dict, List, Tuple
 
 import timm
 import torch
@@ -22,7 +25,8 @@ import torch.nn.functional as F
 import timm_coded
 from timm_coded.coded_resnext import CodedBottleneck
 
-from common import SavedTensorBytes, command_line, machine_info, time_interleaved, write_section
+from common import SavedTensorBytes, command_line, machine_info, median, paired_ratios, time_interleaved, \
+    time_interleaved_samples, write_section
 
 
 class ExplicitCodedBlock(nn.Module):
@@ -59,14 +63,16 @@ class ExplicitCodedBlock(nn.Module):
         return F.relu(out + shortcut)
 
 
-def train_step_fn(model: nn.Module, x: torch.Tensor, y: torch.Tensor, coded: bool):
+def train_step_fn(model: nn.Module, x: torch.Tensor, y: torch.Tensor, coded: bool, amp: bool = False):
+    """One SGD training step; with `amp`, forward and loss under bf16 autocast (the energy path stays fp32)."""
     opt = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9, nesterov=True)
 
     def step():
-        out = model(x)
-        loss = F.cross_entropy(out, y)
-        if coded:
-            loss = loss + 2. * timm_coded.coding_loss(model, y)
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp):
+            out = model(x)
+            loss = F.cross_entropy(out, y)
+            if coded:
+                loss = loss + 2. * timm_coded.coding_loss(model, y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -79,57 +85,52 @@ def activation_bytes(fn, module: nn.Module) -> int:
     return saved.nbytes
 
 
-_RSS_PROBE = r"""
+_PEAK_PROBE = r"""
 import resource, sys, timm, torch, torch.nn.functional as F, timm_coded
-name, size, batch, k = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+name, size, batch, k, device = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+amp, cuda = bool(int(sys.argv[6])), device.startswith('cuda')
+torch.backends.cudnn.benchmark = cuda
 torch.manual_seed(0)
-model = timm.create_model(name, num_classes=k).train()
+model = timm.create_model(name, num_classes=k).to(device).train()
 opt = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9, nesterov=True)
-x, y = torch.randn(batch, 3, size, size), torch.randint(k, (batch,))
+x, y = torch.randn(batch, 3, size, size, device=device), torch.randint(k, (batch,), device=device)
 coded = bool(getattr(model, 'coded_blocks', list)())
 def rss():
     return int(open('/proc/self/statm').read().split()[1]) * resource.getpagesize()
-base = rss()
+base = torch.cuda.memory_allocated() if cuda else rss()
 for _ in range(3):
-    loss = F.cross_entropy(model(x), y)
-    if coded:
-        loss = loss + 2. * timm_coded.coding_loss(model, y)
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp):
+        loss = F.cross_entropy(model(x), y)
+        if coded:
+            loss = loss + 2. * timm_coded.coding_loss(model, y)
     opt.zero_grad(set_to_none=True)
     loss.backward()
     opt.step()
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+peak = torch.cuda.max_memory_allocated() if cuda else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 print(peak - base)
 """
 
 
-def peak_rss_growth(name: str, size: int, batch: int, num_classes: int) -> float:
-    """Peak RSS growth (MiB) over 3 training steps, in a fresh process: activations, gradients, optimizer
-    state and workspace, on top of the process with the model built (CPU stand-in for CUDA peak memory)."""
+def peak_growth(name: str, size: int, batch: int, num_classes: int, device: torch.device,
+                amp: bool = False) -> float:
+    """Peak memory growth (MiB) over 3 training steps, in a fresh process, on top of the process with the model
+    built: activations, gradients, optimizer state and workspace. CUDA: `max_memory_allocated`; CPU: peak RSS."""
     import subprocess
     import sys
-    out = subprocess.run([sys.executable, '-c', _RSS_PROBE, name, str(size), str(batch), str(num_classes)],
-                         capture_output=True, text=True, check=True, env=dict(os.environ, OMP_NUM_THREADS='2'))
+    env = dict(os.environ, OMP_NUM_THREADS=str(torch.get_num_threads()))
+    out = subprocess.run([sys.executable, '-c', _PEAK_PROBE, name, str(size), str(batch), str(num_classes),
+                          str(device), str(int(amp))], capture_output=True, text=True, check=True, env=env)
     return int(out.stdout.strip().splitlines()[-1]) / 2 ** 20
 
 
-def cuda_peak(fn, device: torch.device) -> float:
-    if device.type != 'cuda':
-        return float('nan')
-    torch.cuda.synchronize()
-    torch.cuda.reset_peak_memory_stats()
-    fn()
-    torch.cuda.synchronize()
-    return torch.cuda.max_memory_allocated() / 2 ** 20
-
-
 def bench_pair(coded_name: str, base_name: str, size: int, batch: int, repeats: int, device: torch.device,
-               num_classes: int) -> Dict[str, float]:
+               num_classes: int, amp: bool = False) -> Dict[str, float]:
     torch.manual_seed(0)
     coded = timm.create_model(coded_name, num_classes=num_classes).to(device).train()
     base = timm.create_model(base_name, num_classes=num_classes).to(device).train()
     x = torch.randn(batch, 3, size, size, device=device)
     y = torch.randint(num_classes, (batch,), device=device)
-    steps = {'coded': train_step_fn(coded, x, y, True), 'base': train_step_fn(base, x, y, False)}
+    steps = {'coded': train_step_fn(coded, x, y, True, amp), 'base': train_step_fn(base, x, y, False, amp)}
 
     def sync(fn):
         def run():
@@ -137,15 +138,17 @@ def bench_pair(coded_name: str, base_name: str, size: int, batch: int, repeats: 
             if device.type == 'cuda':
                 torch.cuda.synchronize()
         return run
-    times = time_interleaved({k: sync(v) for k, v in steps.items()}, repeats)
+    warmup = 5 if device.type == 'cuda' else 2  # cudnn.benchmark picks its algorithms in the first steps
+    samples = time_interleaved_samples({k: sync(v) for k, v in steps.items()}, repeats, warmup)
+    times = {k: median(v) for k, v in samples.items()}
+    ratios = sorted(paired_ratios(samples, 'coded', 'base'))
     fwd = {'coded': lambda: coded(x).sum() + timm_coded.coding_loss(coded, y), 'base': lambda: base(x).sum()}
-    act = {k: activation_bytes(fn, m) for (k, fn), m in zip(fwd.items(), (coded, base))}
-    if device.type == 'cuda':
-        peak = {k: cuda_peak(fn, device) for k, fn in steps.items()}
-    else:
-        peak = {'coded': peak_rss_growth(coded_name, size, batch, num_classes),
-                'base': peak_rss_growth(base_name, size, batch, num_classes)}
-    return dict(time_coded=times['coded'], time_base=times['base'], time_ratio=times['coded'] / times['base'],
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+        act = {k: activation_bytes(fn, m) for (k, fn), m in zip(fwd.items(), (coded, base))}
+    peak = {'coded': peak_growth(coded_name, size, batch, num_classes, device, amp),
+            'base': peak_growth(base_name, size, batch, num_classes, device, amp)}
+    return dict(time_coded=times['coded'], time_base=times['base'], time_ratio=median(ratios),
+                ratio_lo=ratios[len(ratios) // 4], ratio_hi=ratios[-1 - len(ratios) // 4],
                 act_coded=act['coded'] / 2 ** 20, act_base=act['base'] / 2 ** 20,
                 act_ratio=act['coded'] / act['base'], peak_coded=peak['coded'], peak_base=peak['base'],
                 peak_ratio=peak['coded'] / peak['base'])
@@ -179,64 +182,102 @@ def bench_block(batch: int, repeats: int, device: torch.device) -> Dict[str, flo
                 act_ratio=act['coded'] / act['explicit'])
 
 
+def env_prefix() -> str:
+    """The allocator settings of this run as a shell prefix, so the command line reproduces it."""
+    tun = {k: v for k, v in os.environ.items() if k.startswith('MALLOC_')}
+    return ''.join(f'{k}={v} ' for k, v in sorted(tun.items()))
+
+
+def malloc_note() -> str:
+    """How the CPU allocator was configured (glibc tunables change how often large buffers are page-faulted)."""
+    tun = {k: v for k, v in os.environ.items() if k.startswith('MALLOC_') or k == 'LD_PRELOAD'}
+    if not tun:
+        return 'glibc malloc defaults'
+    return ('glibc malloc keeping freed memory in the process (' + ', '.join(f'{k}={v}' for k, v in sorted(tun.items()))
+            + '), as a caching allocator does: large buffers are not page-faulted anew every step')
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('--batch', type=int, default=8, help='batch for the ResNeXt-50 and block figures')
-    parser.add_argument('--cifar-batch', type=int, default=32)
-    parser.add_argument('--repeats', type=int, default=5)
+    parser.add_argument('--batches', default=None,
+                        help='comma-separated batches of the ResNeXt-50 pair (default 8,32 on CPU, 32,128,256 on CUDA)')
+    parser.add_argument('--cifar-batch', type=int, default=None, help='default 32 on CPU, 128 on CUDA')
+    parser.add_argument('--amp-batches', default=None,
+                        help='batches of the ResNeXt-50 pair under bf16 autocast (default none on CPU, 256 on CUDA)')
+    parser.add_argument('--block-batches', default=None,
+                        help='batches of the coded-block figure, each >= 8 (default 8 on CPU, 8,256 on CUDA)')
+    parser.add_argument('--repeats', type=int, default=7)
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     parser.add_argument('--no-write', action='store_true', help='print only, leave BENCHMARKS.md alone')
     args = parser.parse_args()
     device = torch.device(args.device)
+    cuda = device.type == 'cuda'
+    if cuda:
+        torch.backends.cudnn.benchmark = True  # as timm's train.py
+    batches = [int(b) for b in (args.batches or ('32,128,256' if cuda else '8,32')).split(',')]
+    cifar_batch = args.cifar_batch or (128 if cuda else 32)
     info = machine_info()
 
     rows = []
-    pairs: Tuple[Tuple[str, str, int, int, int], ...] = (
-        ('coded_resnext50_32x4d', 'resnext50_32x4d', 160, args.batch, 1000),
-        # a second batch size: how the overhead of the energy path scales with the batch
-        ('coded_resnext50_32x4d', 'resnext50_32x4d', 160, 4 * args.batch, 1000),
-        ('coded_resnext29_10x11d', 'resnext29_10x11d', 32, args.cifar_batch, 10),
-        ('coded_resnext29_20x6d', 'resnext29_20x6d', 32, args.cifar_batch, 100),
-    )
-    for coded, base, size, batch, k in pairs:
-        r = bench_pair(coded, base, size, batch, args.repeats, device, k)
-        print(coded, r, flush=True)
-        rows.append(f'| `{coded}` vs `{base}` | {size} px, batch {batch} | {r["time_coded"] * 1e3:.0f} / '
-                    f'{r["time_base"] * 1e3:.0f} ms | **{r["time_ratio"]:.3f}** | {r["act_coded"]:.1f} / '
-                    f'{r["act_base"]:.1f} MiB | **{r["act_ratio"]:.3f}** | '
+    amp_batches = [int(b) for b in (args.amp_batches or ('256' if cuda else '')).split(',') if b]
+    pairs: List[Tuple[str, str, int, int, int, bool]] = [
+        ('coded_resnext50_32x4d', 'resnext50_32x4d', 160, b, 1000, False) for b in batches]
+    pairs += [('coded_resnext50_32x4d', 'resnext50_32x4d', 160, b, 1000, True) for b in amp_batches]
+    pairs += [('coded_resnext29_10x11d', 'resnext29_10x11d', 32, cifar_batch, 10, False),
+              ('coded_resnext29_20x6d', 'resnext29_20x6d', 32, cifar_batch, 100, False)]
+    for coded, base, size, batch, k, amp in pairs:
+        r = bench_pair(coded, base, size, batch, args.repeats, device, k, amp)
+        print(coded, batch, 'amp' if amp else 'fp32', r, flush=True)
+        precision = ', bf16 autocast' if amp else ''
+        rows.append(f'| `{coded}` vs `{base}` | {size} px, batch {batch}{precision} | {r["time_coded"] * 1e3:.1f} / '
+                    f'{r["time_base"] * 1e3:.1f} ms | **{r["time_ratio"]:.3f}** ({r["ratio_lo"]:.3f}-'
+                    f'{r["ratio_hi"]:.3f}) | {r["act_coded"]:.1f} / {r["act_base"]:.1f} MiB | '
+                    f'**{r["act_ratio"]:.3f}** | '
                     + f'{r["peak_coded"]:.0f} / {r["peak_base"]:.0f} MiB = **{r["peak_ratio"]:.3f}** |')
-    blk = bench_block(args.batch, args.repeats, device)
-    print('block', blk, flush=True)
+    block_rows = []
+    for batch in (int(b) for b in (args.block_batches or ('8,256' if cuda else '8')).split(',')):
+        blk = bench_block(batch, args.repeats, device)
+        print('block', batch, blk, flush=True)
+        block_rows.append(
+            f'| {batch} | {blk["time_coded"] * 1e3:.2f} / {blk["time_explicit"] * 1e3:.2f} ms | '
+            f'**{blk["speedup"]:.2f}x faster** | {blk["act_coded"]:.2f} / {blk["act_explicit"]:.2f} MiB | '
+            f'**{blk["act_ratio"]:.3f}x** |')
 
-    body = f"""## Coded ResNeXt vs timm ResNeXt (train step), coded block vs explicit subNNs
+    where = (f'Device: `{device}` ({torch.cuda.get_device_name(device)}), cudnn.benchmark on, TF32: convolutions '
+             f'{torch.backends.cudnn.allow_tf32}, matmuls {torch.backends.cuda.matmul.allow_tf32} (torch defaults)'
+             if cuda else f'Device: `cpu`, {torch.get_num_threads()} threads, {malloc_note()}')
+    peak_how = ('growth of `torch.cuda.max_memory_allocated`' if cuda else 'growth of the peak RSS') + (
+        ' over 3 training steps in a fresh process per model, above the process with the model built '
+        '(activations, gradients, optimizer state, workspace)')
+    body = f"""## Coded ResNeXt vs timm ResNeXt (train step), coded block vs explicit subNNs ({device.type.upper()})
 
-Machine: {info}. Device: `{device}`.
-Command: `{command_line()}`
+Machine: {info}. {where}.
+Command: `{env_prefix()}{command_line()}`
 
-Train step = forward + backward + SGD (Nesterov) step; the coded step also computes 2 x coding loss. Median of
-{args.repeats} interleaved steps after 2 warm-up steps. Activation memory = bytes of the distinct tensors autograd
-saves for backward in one forward (+ coding loss), the part of training memory that depends on the block design
-(parameters, gradients and optimizer state are identical: same parameter count). Peak memory: on CUDA
-`max_memory_allocated` of a step; on CPU the peak RSS growth over 3 training steps in a fresh process per model
-(activations, gradients, optimizer state, workspace; the process with the model built is the base).
+Train step = forward + backward + SGD (Nesterov) step; the coded step also computes 2 x coding loss. The two
+models' steps alternate ({args.repeats} rounds after warm-up); time ratio = median over rounds of the ratio of
+the two steps of a round (in brackets: the interquartile range of those ratios); step times are medians.
+Activation memory = bytes of the distinct tensors autograd saves for backward in one forward (+ coding loss),
+the part of training memory that depends on the block design (parameters, gradients and optimizer state are
+identical: same parameter count). Peak memory: {peak_how}.
 
 | pair | input | step time coded / base | time ratio (target <= 1.03) | activation memory coded / base | activation ratio | peak memory coded / base (target <= 1.05) |
 |---|---|---|---|---|---|---|
 """ + '\n'.join(rows) + f"""
 
-ImageNet stage-4 coded block (`layer4[1]`, 2048 channels, N = 32, d = 32) at 160 px (5x5), batch {args.batch},
-forward + backward, against the explicit per-subNN formulation (grouped 1x1 expand to N*C channels, checked
-equal to ours before timing); median of {args.repeats * 4} interleaved runs:
+ImageNet stage-4 coded block (`layer4[1]`, 2048 channels, N = 32, d = 32) at 160 px (5x5), forward +
+backward, ours (dense conv3 + quadratic-form energies) against the explicit per-subNN formulation of the paper
+authors (grouped 1x1 expand to N*C channels), checked equal before timing; median of {args.repeats * 4}
+interleaved runs:
 
-| formulation | fwd+bwd time | activation memory |
-|---|---|---|
-| ours (dense conv3 + quadratic-form energies) | {blk['time_coded'] * 1e3:.2f} ms | {blk['act_coded']:.2f} MiB |
-| explicit t_n (authors') | {blk['time_explicit'] * 1e3:.2f} ms | {blk['act_explicit']:.2f} MiB |
-| **ratio** | **{blk['speedup']:.2f}x faster** (target >= 1.8x) | **{blk['act_ratio']:.3f}x** (target <= 0.5x) |
+| batch | fwd+bwd time ours / explicit | speed-up (target >= 1.8x) | activation memory ours / explicit | ratio (target <= 0.5x) |
+|---|---|---|---|---|
+""" + '\n'.join(block_rows) + """
 """
     print(body)
     if not args.no_write:
-        write_section('bench_models', body)
+        write_section('bench_models_cuda' if cuda else 'bench_models_cpu_cached_malloc' if env_prefix() else 'bench_models',
+                      body)
 
 
 if __name__ == '__main__':

@@ -49,8 +49,9 @@ def write_section(name: str, body: str) -> None:
     os.replace(tmp, BENCHMARKS)
 
 
-def time_interleaved(fns: Dict[str, Callable[[], None]], repeats: int, warmup: int = 2) -> Dict[str, float]:
-    """Median seconds per call of each fn, calls interleaved (a, b, a, b, ...) so drift hits all alike."""
+def time_interleaved_samples(fns: Dict[str, Callable[[], None]], repeats: int,
+                             warmup: int = 2) -> Dict[str, List[float]]:
+    """Seconds of every call of each fn, calls interleaved (a, b, a, b, ...) so drift hits all alike."""
     for _ in range(warmup):
         for fn in fns.values():
             fn()
@@ -60,7 +61,23 @@ def time_interleaved(fns: Dict[str, Callable[[], None]], repeats: int, warmup: i
             t0 = time.perf_counter()
             fn()
             samples[key].append(time.perf_counter() - t0)
-    return {k: sorted(v)[len(v) // 2] for k, v in samples.items()}
+    return samples
+
+
+def median(values: List[float]) -> float:
+    values = sorted(values)
+    mid = len(values) // 2
+    return values[mid] if len(values) % 2 else 0.5 * (values[mid - 1] + values[mid])
+
+
+def time_interleaved(fns: Dict[str, Callable[[], None]], repeats: int, warmup: int = 2) -> Dict[str, float]:
+    """Median seconds per call of each fn, calls interleaved (a, b, a, b, ...) so drift hits all alike."""
+    return {k: median(v) for k, v in time_interleaved_samples(fns, repeats, warmup).items()}
+
+
+def paired_ratios(samples: Dict[str, List[float]], num: str, den: str) -> List[float]:
+    """Ratio num / den of the calls made side by side in each round (robust to drift between rounds)."""
+    return [a / b for a, b in zip(samples[num], samples[den])]
 
 
 class SavedTensorBytes:
