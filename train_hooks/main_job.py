@@ -195,7 +195,7 @@ def write_report(out: Path, best: Dict[str, Dict[str, float]], results: Dict, ti
         f'| `{BASELINE}` | 10/10, 10/10, 10/10 | {base["eval_top1"]:.2f} % | {int(base["epoch"])} |', '',
         f'{"The coded model" if coded["eval_top1"] > base["eval_top1"] else "The baseline"} is ahead by '
         f'{abs(coded["eval_top1"] - base["eval_top1"]):.2f} points at this budget (one run each, one seed; a short '
-        'CPU schedule, while the paper\'s gains come from full CIFAR/ImageNet schedules).', '',
+        f'{device.upper()} schedule, while the paper\'s gains come from full CIFAR/ImageNet schedules).', '',
         f'Analysis set ({results["samples"]["test"]} test images): coded accuracy {_pct(results["accuracy"])}'
         + (f', baseline {_pct(results["baseline_accuracy"])}' if 'baseline_accuracy' in results else '') + '.', '',
         '## What the coding buys', '', *highlights(results),
