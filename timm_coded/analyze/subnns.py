@@ -12,7 +12,7 @@ import torch
 import torch.nn as nn
 from timm.models.resnet import Bottleneck, ResNet
 
-from ..coded_resnext import CodedBottleneck
+from ..coded_resnext import CodedBottleneck, _scale_groups
 from ..loss import unwrap_coded
 
 __all__ = ['resolve_resnext', 'stage_names', 'grouped_blocks', 'coded_block_items', 'check_class_index',
@@ -150,11 +150,10 @@ def remove_subnns(model: nn.Module, keep: Mapping[str, SubNNMask]) -> Iterator[n
 
 def _zero_hook(mask: torch.Tensor, num_subnns: int):
     def hook(module: nn.Module, args, output: torch.Tensor) -> torch.Tensor:
-        b, c = output.shape[:2]
+        b = output.shape[0]
         m = mask.to(output.device, output.dtype)
         m = m.expand(b, num_subnns) if m.dim() == 1 else m
         if m.shape[0] != b:
             raise ValueError(f'Per-sample subNN mask has {m.shape[0]} rows but the batch has {b} samples.')
-        gain = m.repeat_interleave(c // num_subnns, dim=1)
-        return output * gain[:, :, None, None]
+        return _scale_groups(output, m)
     return hook
