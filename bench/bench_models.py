@@ -182,18 +182,22 @@ def bench_block(batch: int, repeats: int, device: torch.device) -> Dict[str, flo
                 act_ratio=act['coded'] / act['explicit'])
 
 
+def allocator_env() -> Dict[str, str]:
+    """The CPU allocator settings of this run (glibc tunables, a preloaded malloc)."""
+    return {k: v for k, v in sorted(os.environ.items()) if k.startswith('MALLOC_') or k == 'LD_PRELOAD'}
+
+
 def env_prefix() -> str:
     """The allocator settings of this run as a shell prefix, so the command line reproduces it."""
-    tun = {k: v for k, v in os.environ.items() if k.startswith('MALLOC_')}
-    return ''.join(f'{k}={v} ' for k, v in sorted(tun.items()))
+    return ''.join(f'{k}={v} ' for k, v in allocator_env().items())
 
 
 def malloc_note() -> str:
     """How the CPU allocator was configured (glibc tunables change how often large buffers are page-faulted)."""
-    tun = {k: v for k, v in os.environ.items() if k.startswith('MALLOC_') or k == 'LD_PRELOAD'}
+    tun = allocator_env()
     if not tun:
         return 'glibc malloc defaults'
-    return ('glibc malloc keeping freed memory in the process (' + ', '.join(f'{k}={v}' for k, v in sorted(tun.items()))
+    return ('glibc malloc keeping freed memory in the process (' + ', '.join(f'{k}={v}' for k, v in tun.items())
             + '), as a caching allocator does: large buffers are not page-faulted anew every step')
 
 
@@ -276,7 +280,7 @@ interleaved runs:
 """
     print(body)
     if not args.no_write:
-        write_section('bench_models_cuda' if cuda else 'bench_models_cpu_cached_malloc' if env_prefix() else 'bench_models',
+        write_section('bench_models_cuda' if cuda else 'bench_models_cpu_cached_malloc' if allocator_env() else 'bench_models',
                       body)
 
 
