@@ -274,16 +274,20 @@ def test_torch_compile_train_step_keeps_energies():
     assert all(p.grad is not None for p in model.parameters())
 
 
-@pytest.mark.parametrize('channels_last', [False, True])
-def test_energy_backward_gradcheck(channels_last):
-    """The hand-written backward of SubNNEnergy against numerical gradients (float64)."""
-    from timm_coded.coded_resnext import SubNNEnergy, _energies_fp32
+def gradcheck_inputs(channels_last: bool):
+    """float64 features h (B=2, N=3 groups of d=2, 3x3) and a 1x1 expand weight (C=5), both requiring grad."""
     torch.manual_seed(0)
     h = torch.rand(2, 6, 3, 3, dtype=torch.float64)
     if channels_last:
         h = h.to(memory_format=torch.channels_last)
-    h.requires_grad_()
-    w = torch.randn(5, 6, 1, 1, dtype=torch.float64, requires_grad=True)
+    return h.requires_grad_(), torch.randn(5, 6, 1, 1, dtype=torch.float64, requires_grad=True)
+
+
+@pytest.mark.parametrize('channels_last', [False, True])
+def test_energy_backward_gradcheck(channels_last):
+    """The hand-written backward of SubNNEnergy against numerical gradients (float64)."""
+    from timm_coded.coded_resnext import SubNNEnergy, _energies_fp32
+    h, w = gradcheck_inputs(channels_last)
     assert torch.autograd.gradcheck(lambda a, b: SubNNEnergy.apply(a, b, 3), (h, w))
     torch.testing.assert_close(SubNNEnergy.apply(h, w, 3), _energies_fp32(h, w, 3))
 
@@ -294,12 +298,7 @@ def test_fused_normalisation_backward_gradcheck(channels_last, drop):
     """SubNNCoding (Eq. 2-3 + dropSubNNs, hand-written backward) against numerical gradients and against
     its autograd definition, also when only one of its two outputs is used."""
     from timm_coded.coded_resnext import SubNNCoding, _normalize_subnns_autograd
-    torch.manual_seed(0)
-    h = torch.rand(2, 6, 3, 3, dtype=torch.float64)
-    if channels_last:
-        h = h.to(memory_format=torch.channels_last)
-    h.requires_grad_()
-    w = torch.randn(5, 6, 1, 1, dtype=torch.float64, requires_grad=True)
+    h, w = gradcheck_inputs(channels_last)
     keep = torch.tensor([[0., 2., 2.], [2., 2., 0.]], dtype=torch.float64) if drop else None
     fused = lambda a, b: SubNNCoding.apply(a, b, keep, 3, 1e-6)
     assert torch.autograd.gradcheck(fused, (h, w))

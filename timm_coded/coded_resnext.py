@@ -216,7 +216,7 @@ class SubNNCoding(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_out: Optional[torch.Tensor], grad_norm: Optional[torch.Tensor]):
-        h, weight, s, g, energy_norm, e_avg, gain, = ctx.saved_tensors
+        h, weight, s, g, energy_norm, e_avg, gain = ctx.saved_tensors
         n = ctx.num_subnns
         hv = _fp32(_group_view(h, n))
         go = buf = u = None
