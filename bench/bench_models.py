@@ -23,7 +23,6 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import timm_coded
-from timm_coded import coding_kernels
 from timm_coded.coded_resnext import CodedBottleneck
 
 from common import SavedTensorBytes, command_line, machine_info, median, paired_ratios, time_interleaved, \
@@ -189,18 +188,8 @@ def allocator_env() -> Dict[str, str]:
 
 
 def env_prefix() -> str:
-    """The allocator and kernel settings of this run as a shell prefix, so the command line reproduces it."""
-    env = dict(allocator_env())
-    if 'TIMM_CODED_TRITON' in os.environ:
-        env['TIMM_CODED_TRITON'] = os.environ['TIMM_CODED_TRITON']
-    return ''.join(f'{k}={v} ' for k, v in env.items())
-
-
-def energy_path_note() -> str:
-    """Which implementation ran the coded blocks' energy path on CUDA."""
-    if coding_kernels.kernels_enabled():
-        return f'coded energy path: Triton kernels (triton {coding_kernels.triton.__version__})'
-    return 'coded energy path: reference torch ops (no triton, or TIMM_CODED_TRITON=0)'
+    """The allocator settings of this run as a shell prefix, so the command line reproduces it."""
+    return ''.join(f'{k}={v} ' for k, v in allocator_env().items())
 
 
 def malloc_note() -> str:
@@ -259,8 +248,8 @@ def main() -> None:
             f'**{blk["act_ratio"]:.3f}x** |')
 
     where = (f'Device: `{device}` ({torch.cuda.get_device_name(device)}), cudnn.benchmark on, TF32: convolutions '
-             f'{torch.backends.cudnn.allow_tf32}, matmuls {torch.backends.cuda.matmul.allow_tf32} (torch defaults); '
-             f'{energy_path_note()}' if cuda else f'Device: `cpu`, {torch.get_num_threads()} threads, {malloc_note()}')
+             f'{torch.backends.cudnn.allow_tf32}, matmuls {torch.backends.cuda.matmul.allow_tf32} (torch defaults)'
+             if cuda else f'Device: `cpu`, {torch.get_num_threads()} threads, {malloc_note()}')
     peak_how = ('growth of `torch.cuda.max_memory_allocated`' if cuda else 'growth of the peak RSS') + (
         ' over 3 training steps in a fresh process per model, above the process with the model built '
         '(activations, gradients, optimizer state, workspace)')

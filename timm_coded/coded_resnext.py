@@ -37,8 +37,6 @@ from timm.models import build_model_with_cfg, checkpoint_seq, generate_default_c
 from timm.models._features import feature_take_indices
 from timm.models.resnet import Bottleneck, make_blocks
 
-from . import coding_kernels
-
 if TYPE_CHECKING:  # imported lazily, so `python -m timm_coded.codes` runs without importing itself twice
     from .codes import CodingScheme
 
@@ -123,14 +121,10 @@ def _energy_terms(
     """h as (B, N, d, HW) fp32, S_n = sum_pixels h_n h_n^T (B, N, d, d) and G_n = W_n^T W_n / (C H W) (N, d, d):
     E(t_n) = trace(G_n S_n) (Eq. 2)."""
     hv = _fp32(_group_view(h, num_subnns))
-    s = torch.matmul(hv, hv.transpose(-1, -2))
-    return hv, s, _gram(weight, num_subnns, h.shape[2] * h.shape[3])
-
-
-def _gram(weight: torch.Tensor, num_subnns: int, pixels: int) -> torch.Tensor:
-    """G_n = W_n^T W_n / (C H W), (N, d, d) fp32."""
     wg = _weight_groups(weight, num_subnns)
-    return torch.bmm(wg.transpose(1, 2), wg).mul_(1. / float(weight.shape[0] * pixels))
+    s = torch.matmul(hv, hv.transpose(-1, -2))
+    g = torch.bmm(wg.transpose(1, 2), wg).mul_(1. / float(weight.shape[0] * h.shape[2] * h.shape[3]))
+    return hv, s, g
 
 
 def _energies_fp32(h: torch.Tensor, weight: torch.Tensor, num_subnns: int) -> torch.Tensor:
@@ -209,20 +203,14 @@ class SubNNCoding(torch.autograd.Function):
     @staticmethod
     def forward(ctx, h: torch.Tensor, weight: torch.Tensor, keep: Optional[torch.Tensor], num_subnns: int,
                 eps: float) -> Tuple[torch.Tensor, torch.Tensor]:
-        use_kernels = coding_kernels.use_kernels(h, num_subnns)
-        if use_kernels:  # one pass over h on CUDA
-            g = _gram(weight, num_subnns, h.shape[2] * h.shape[3])
-            s, energy = coding_kernels.energy_terms(h, g, num_subnns)
-        else:
-            _, s, g = _energy_terms(h, weight, num_subnns)
-            energy = (s * g).sum(dim=(-1, -2))  # (B, N), Eq. 2
+        _, s, g = _energy_terms(h, weight, num_subnns)
+        energy = (s * g).sum(dim=(-1, -2))  # (B, N), Eq. 2
         e_avg = energy.mean(dim=1, keepdim=True) + eps
         energy_norm = energy / e_avg  # Eq. 3
         gain = torch.rsqrt(e_avg)
         gain = gain * keep.to(gain.dtype) if keep is not None else gain.expand(energy.shape)
         ctx.save_for_backward(h, weight, s, g, energy_norm, e_avg, gain)
         ctx.num_subnns, ctx.scale = num_subnns, 1. / float(weight.shape[0] * h.shape[2] * h.shape[3])
-        ctx.use_kernels = use_kernels
         ctx.set_materialize_grads(False)
         return _scale_groups(h, gain), energy_norm
 
@@ -230,16 +218,12 @@ class SubNNCoding(torch.autograd.Function):
     def backward(ctx, grad_out: Optional[torch.Tensor], grad_norm: Optional[torch.Tensor]):
         h, weight, s, g, energy_norm, e_avg, gain = ctx.saved_tensors
         n = ctx.num_subnns
-        use_kernels = ctx.use_kernels and (grad_out is None or coding_kernels.use_kernels(grad_out, n))
-        hv = None if use_kernels else _fp32(_group_view(h, n))  # no fp32 copy of a bf16 h on the kernel path
+        hv = _fp32(_group_view(h, n))
         go = buf = u = None
         if grad_out is not None:
-            if use_kernels:
-                a = coding_kernels.group_dots(grad_out, h, n)
-            else:
-                go = _group_view(grad_out, n)
-                buf = go * hv  # one h-sized scratch buffer, reused for dL/dh
-                a = buf.sum(dim=(-1, -2))  # dL/dgain, (B, N)
+            go = _group_view(grad_out, n)
+            buf = go * hv  # one h-sized scratch buffer, reused for dL/dh
+            a = buf.sum(dim=(-1, -2))  # dL/dgain, (B, N)
             u = 0.5 * (a * gain).sum(dim=1, keepdim=True)
         if grad_norm is not None:
             grad_norm = grad_norm.to(e_avg.dtype)
@@ -250,9 +234,7 @@ class SubNNCoding(torch.autograd.Function):
         # coef = 2 dL/dE = 2 (dL/dē - u / N) / m
         coef = (torch.sub(grad_norm, u, alpha=1. / n) if grad_norm is not None else u * (-1. / n)) / (0.5 * e_avg)
         grad_h = grad_w = None
-        if ctx.needs_input_grad[0] and use_kernels:
-            grad_h = coding_kernels.coding_grad_h(h, grad_out, g, gain, coef, n)
-        elif ctx.needs_input_grad[0]:
+        if ctx.needs_input_grad[0]:
             grad_h = _energy_grad_h(hv, g, coef, out=buf)
             if go is not None:  # + gain_bn dL/dout_bn, in place
                 grad_h.addcmul_(go, gain[:, :, None, None])
