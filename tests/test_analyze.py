@@ -19,7 +19,8 @@ from timm_coded.analyze import (EarlyExit, agreement_table, best_f1_threshold, b
                                 subsample_negatives)
 from timm_coded.analyze.subnns import active_subnns, codeword_masks
 from timm_coded.coded_resnext import CodedResNeXt
-from timm_coded.data import find_fashion_mnist
+
+from helpers.data import needs_fashion_mnist
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = dict(layers=(1, 1, 1), channels=(16, 32, 64), base_width=16, stem_type='imagenet')
@@ -33,12 +34,6 @@ def one_thread():
     yield
     torch.set_num_threads(prev)
 
-
-try:
-    find_fashion_mnist()
-    HAVE_DATA = True
-except FileNotFoundError:
-    HAVE_DATA = False
 
 
 def _randomise_bn(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
@@ -421,7 +416,7 @@ def trained(tmp_path_factory):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not HAVE_DATA, reason='needs Debian dataset-fashion-mnist')
+@needs_fashion_mnist
 def test_cli_full_report_on_fashion_mnist(trained):
     pytest.importorskip('sklearn', reason='the digits OOD set ships with scikit-learn (extra [plots])')
     out = trained['root'] / 'report'
@@ -458,7 +453,7 @@ def test_cli_full_report_on_fashion_mnist(trained):
     assert [s['fit_fraction'] for s in res['calibration']['splits']] == [0.25, 0.5]
 
 
-@pytest.mark.skipif(not HAVE_DATA, reason='needs Debian dataset-fashion-mnist')
+@needs_fashion_mnist
 def test_cli_errors(trained, tmp_path):
     from timm_coded.analyze.__main__ import main
     with pytest.raises(ValueError, match='trained as'):

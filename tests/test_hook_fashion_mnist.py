@@ -1,18 +1,13 @@
 """Real data: a few hundred steps on Fashion-MNIST with the coding loss from a hand-written loop."""
 import numpy as np
-import pytest
 import torch
 import torch.nn.functional as F
 
 import timm_coded
 from timm_coded.coded_resnext import CodedResNeXt
-from timm_coded.data import FashionMNIST, balanced_indices, find_fashion_mnist
+from timm_coded.data import FashionMNIST, balanced_indices
 
-try:
-    find_fashion_mnist()
-    HAVE_DATA = True
-except FileNotFoundError:
-    HAVE_DATA = False
+from helpers.data import needs_fashion_mnist
 
 
 def as_tensors(ds: FashionMNIST):
@@ -20,7 +15,7 @@ def as_tensors(ds: FashionMNIST):
     return x, torch.from_numpy(ds.targets)
 
 
-@pytest.mark.skipif(not HAVE_DATA, reason='needs Debian dataset-fashion-mnist (scripts/env.sh installs it)')
+@needs_fashion_mnist
 def test_coding_loss_falls_and_early_decoders_learn():
     torch.manual_seed(0)
     train = FashionMNIST(split='train', in_chans=1)

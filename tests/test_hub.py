@@ -31,7 +31,7 @@ from torch.utils.flop_counter import FlopCounterMode
 import timm
 import timm_coded
 from timm.utils import CheckpointSaver
-from timm_coded.data import FASHION_MNIST_CLASSES, FashionMNIST, balanced_indices, find_fashion_mnist
+from timm_coded.data import FASHION_MNIST_CLASSES, FashionMNIST, balanced_indices
 from train_hooks.task import CodedClassificationTask
 
 from hub_cards.cards import bc_facts, binary_classifier_card, validate_metrics
@@ -39,15 +39,10 @@ from hub_cards.errors import (CardExistsError, CodebookMismatchError, CorruptWei
                               MissingTokenError, MissingWeightsError, PickleRefusedError, RepoIdError)
 from hub_cards.load import create_model_from_hub
 from hub_cards.push import main as push_main, push_checkpoint
+from helpers.data import needs_fashion_mnist
 from helpers.hub_standin import HubStandIn
 
-try:
-    find_fashion_mnist()
-    HAVE_DATA = True
-except FileNotFoundError:
-    HAVE_DATA = False
-
-pytestmark = pytest.mark.skipif(not HAVE_DATA, reason='needs Debian dataset-fashion-mnist (real training data)')
+pytestmark = needs_fashion_mnist
 
 ROOT = Path(__file__).resolve().parents[1]
 HELPERS = Path(__file__).resolve().parent / 'helpers'

@@ -10,18 +10,11 @@ import time
 import pytest
 import torch
 
-from timm_coded.data import find_fashion_mnist
 from train_hooks.checkpoint import read_checkpoint
 
-try:
-    find_fashion_mnist()
-    HAVE_DATA = True
-except FileNotFoundError:
-    HAVE_DATA = False
+from helpers.data import needs_fashion_mnist
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-needs_data = pytest.mark.skipif(not HAVE_DATA, reason='needs Debian dataset-fashion-mnist (apt-get install '
-                                                      'dataset-fashion-mnist)')
 
 # A narrow Coded ResNeXt on a class-balanced Fashion-MNIST subset, one channel, 28 px.
 TINY = [
@@ -48,7 +41,7 @@ def _summary(path: str) -> list:
         return list(csv.DictReader(f))
 
 
-@needs_data
+@needs_fashion_mnist
 def test_cpu_few_steps_logs_coded_metrics_and_checkpoints(tmp_path):
     """Eager CPU, in-process: summary has the coded columns, checkpoints follow timm's CheckpointSaver layout."""
     from train_hooks.train import main
@@ -76,7 +69,7 @@ def test_cpu_few_steps_logs_coded_metrics_and_checkpoints(tmp_path):
     assert result['last_eval']['top1'] >= 0 and 'dec_acc_layer2.0' in result['last_eval']
 
 
-@needs_data
+@needs_fashion_mnist
 def test_ddp_two_gloo_processes(tmp_path):
     """torchrun, 2 CPU processes (gloo): training runs and the padded distributed evaluation sees each image once."""
     cmd = [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', '2',
@@ -101,7 +94,7 @@ def _state(path: str) -> dict:
                 lr=ckpt['optimizer']['param_groups'][0]['lr'])
 
 
-@needs_data
+@needs_fashion_mnist
 def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(tmp_path):
     """Kill -9 during epoch 1, --resume from last.pth.tar (end of epoch 0): the resumed run repeats epoch 1 from its
     first batch with the same data order / augmentation / dropSubNNs and ends in the uninterrupted run's state."""
@@ -151,7 +144,7 @@ def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(tmp_path):
         assert float(rb['eval_top1']) == pytest.approx(float(ra['eval_top1']))
 
 
-@needs_data
+@needs_fashion_mnist
 @pytest.mark.parametrize('loader', ['prefetcher', 'no-prefetcher'])
 def test_cpu_mixup_cutmix_soft_targets_and_grad_accum(tmp_path, loader):
     """Mixup / CutMix soft targets reach the coding loss (timm's FastCollateMixup with the prefetcher, Mixup in the
@@ -167,7 +160,7 @@ def test_cpu_mixup_cutmix_soft_targets_and_grad_accum(tmp_path, loader):
         float(row['train_class_loss']) + 6 * float(row['train_coding_loss']), rel=1e-4)
 
 
-@needs_data
+@needs_fashion_mnist
 def test_cpu_baseline_without_coded_blocks_uses_timm_task(tmp_path):
     """--coding-ratios 10/10 10/10 10/10 turns the net into the plain ResNeXt baseline: timm's ClassificationTask."""
     from train_hooks.train import main
