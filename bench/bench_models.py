@@ -15,7 +15,7 @@ BENCHMARKS.md.
 """
 import argparse
 import os
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import timm
 import torch
@@ -124,13 +124,15 @@ def peak_growth(name: str, size: int, batch: int, num_classes: int, device: torc
 
 
 def bench_pair(coded_name: str, base_name: str, size: int, batch: int, repeats: int, device: torch.device,
-               num_classes: int, amp: bool = False) -> Dict[str, float]:
+               num_classes: int, amp: bool = False, compiled: bool = False) -> Dict[str, Optional[float]]:
+    """Train-step time of the pair, side by side; activation and peak memory in eager mode only."""
     torch.manual_seed(0)
     coded = timm.create_model(coded_name, num_classes=num_classes).to(device).train()
     base = timm.create_model(base_name, num_classes=num_classes).to(device).train()
     x = torch.randn(batch, 3, size, size, device=device)
     y = torch.randint(num_classes, (batch,), device=device)
-    steps = {'coded': train_step_fn(coded, x, y, True, amp), 'base': train_step_fn(base, x, y, False, amp)}
+    run = {'coded': torch.compile(coded), 'base': torch.compile(base)} if compiled else {'coded': coded, 'base': base}
+    steps = {k: train_step_fn(m, x, y, k == 'coded', amp) for k, m in run.items()}
 
     def sync(fn):
         def run():
@@ -142,14 +144,17 @@ def bench_pair(coded_name: str, base_name: str, size: int, batch: int, repeats: 
     samples = time_interleaved_samples({k: sync(v) for k, v in steps.items()}, repeats, warmup)
     times = {k: median(v) for k, v in samples.items()}
     ratios = sorted(paired_ratios(samples, 'coded', 'base'))
+    timing = dict(time_coded=times['coded'], time_base=times['base'], time_ratio=median(ratios),
+                  ratio_lo=ratios[len(ratios) // 4], ratio_hi=ratios[-1 - len(ratios) // 4])
+    if compiled:  # saved-tensor hooks and fresh-process peaks would measure (and re-run) the compiler
+        return dict(timing, act_coded=None, act_base=None, act_ratio=None, peak_coded=None, peak_base=None,
+                    peak_ratio=None)
     fwd = {'coded': lambda: coded(x).sum() + timm_coded.coding_loss(coded, y), 'base': lambda: base(x).sum()}
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
         act = {k: activation_bytes(fn, m) for (k, fn), m in zip(fwd.items(), (coded, base))}
     peak = {'coded': peak_growth(coded_name, size, batch, num_classes, device, amp),
             'base': peak_growth(base_name, size, batch, num_classes, device, amp)}
-    return dict(time_coded=times['coded'], time_base=times['base'], time_ratio=median(ratios),
-                ratio_lo=ratios[len(ratios) // 4], ratio_hi=ratios[-1 - len(ratios) // 4],
-                act_coded=act['coded'] / 2 ** 20, act_base=act['base'] / 2 ** 20,
+    return dict(timing, act_coded=act['coded'] / 2 ** 20, act_base=act['base'] / 2 ** 20,
                 act_ratio=act['coded'] / act['base'], peak_coded=peak['coded'], peak_base=peak['base'],
                 peak_ratio=peak['coded'] / peak['base'])
 
@@ -201,45 +206,61 @@ def malloc_note() -> str:
             + '), as a caching allocator does: large buffers are not page-faulted anew every step')
 
 
+def batch_list(arg: Optional[str], default: str) -> List[int]:
+    """Comma-separated batch sizes; an explicit empty string means none."""
+    return [int(b) for b in (default if arg is None else arg).split(',') if b]
+
+
+def pair_row(coded: str, base: str, size: int, batch: int, amp: bool, r: Dict[str, Optional[float]]) -> str:
+    """One Markdown row of the pair table (memory columns 'n/a' when not measured, i.e. compiled)."""
+    precision = ', bf16 autocast' if amp else ''
+    if r['act_ratio'] is None:
+        act, peak = 'n/a (compiled) | n/a', 'n/a (compiled)'
+    else:
+        act = f'{r["act_coded"]:.1f} / {r["act_base"]:.1f} MiB | **{r["act_ratio"]:.3f}**'
+        peak = f'{r["peak_coded"]:.0f} / {r["peak_base"]:.0f} MiB = **{r["peak_ratio"]:.3f}**'
+    return (f'| `{coded}` vs `{base}` | {size} px, batch {batch}{precision} | {r["time_coded"] * 1e3:.1f} / '
+            f'{r["time_base"] * 1e3:.1f} ms | **{r["time_ratio"]:.3f}** ({r["ratio_lo"]:.3f}-{r["ratio_hi"]:.3f}) | '
+            f'{act} | {peak} |')
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--batches', default=None,
                         help='comma-separated batches of the ResNeXt-50 pair (default 8,32 on CPU, 32,128,256 on CUDA)')
-    parser.add_argument('--cifar-batch', type=int, default=None, help='default 32 on CPU, 128 on CUDA')
+    parser.add_argument('--cifar-batch', type=int, default=None, help='default 32 on CPU, 128 on CUDA; 0: skip')
     parser.add_argument('--amp-batches', default=None,
                         help='batches of the ResNeXt-50 pair under bf16 autocast (default none on CPU, 256 on CUDA)')
     parser.add_argument('--block-batches', default=None,
                         help='batches of the coded-block figure, each >= 8 (default 8 on CPU, 8,256 on CUDA)')
     parser.add_argument('--repeats', type=int, default=7)
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    parser.add_argument('--compile', action='store_true',
+                        help='both models under torch.compile (default mode), train-step time only; its own section')
     parser.add_argument('--no-write', action='store_true', help='print only, leave BENCHMARKS.md alone')
     args = parser.parse_args()
     device = torch.device(args.device)
     cuda = device.type == 'cuda'
     if cuda:
         torch.backends.cudnn.benchmark = True  # as timm's train.py
-    batches = [int(b) for b in (args.batches or ('32,128,256' if cuda else '8,32')).split(',')]
-    cifar_batch = args.cifar_batch or (128 if cuda else 32)
+    batches = batch_list(args.batches, '32,128,256' if cuda else '8,32')
+    cifar_batch = args.cifar_batch if args.cifar_batch is not None else (128 if cuda else 32)
     info = machine_info()
 
     rows = []
-    amp_batches = [int(b) for b in (args.amp_batches or ('256' if cuda else '')).split(',') if b]
+    amp_batches = batch_list(args.amp_batches, '256' if cuda and not args.compile else '')
     pairs: List[Tuple[str, str, int, int, int, bool]] = [
         ('coded_resnext50_32x4d', 'resnext50_32x4d', 160, b, 1000, False) for b in batches]
     pairs += [('coded_resnext50_32x4d', 'resnext50_32x4d', 160, b, 1000, True) for b in amp_batches]
-    pairs += [('coded_resnext29_10x11d', 'resnext29_10x11d', 32, cifar_batch, 10, False),
-              ('coded_resnext29_20x6d', 'resnext29_20x6d', 32, cifar_batch, 100, False)]
+    if cifar_batch:
+        pairs += [('coded_resnext29_10x11d', 'resnext29_10x11d', 32, cifar_batch, 10, False),
+                  ('coded_resnext29_20x6d', 'resnext29_20x6d', 32, cifar_batch, 100, False)]
     for coded, base, size, batch, k, amp in pairs:
-        r = bench_pair(coded, base, size, batch, args.repeats, device, k, amp)
+        r = bench_pair(coded, base, size, batch, args.repeats, device, k, amp, args.compile)
         print(coded, batch, 'amp' if amp else 'fp32', r, flush=True)
-        precision = ', bf16 autocast' if amp else ''
-        rows.append(f'| `{coded}` vs `{base}` | {size} px, batch {batch}{precision} | {r["time_coded"] * 1e3:.1f} / '
-                    f'{r["time_base"] * 1e3:.1f} ms | **{r["time_ratio"]:.3f}** ({r["ratio_lo"]:.3f}-'
-                    f'{r["ratio_hi"]:.3f}) | {r["act_coded"]:.1f} / {r["act_base"]:.1f} MiB | '
-                    f'**{r["act_ratio"]:.3f}** | '
-                    + f'{r["peak_coded"]:.0f} / {r["peak_base"]:.0f} MiB = **{r["peak_ratio"]:.3f}** |')
+        rows.append(pair_row(coded, base, size, batch, amp, r))
     block_rows = []
-    for batch in (int(b) for b in (args.block_batches or ('8,256' if cuda else '8')).split(',')):
+    for batch in batch_list(args.block_batches, '' if args.compile else '8,256' if cuda else '8'):
         blk = bench_block(batch, args.repeats, device)
         print('block', batch, blk, flush=True)
         block_rows.append(
@@ -253,7 +274,14 @@ def main() -> None:
     peak_how = ('growth of `torch.cuda.max_memory_allocated`' if cuda else 'growth of the peak RSS') + (
         ' over 3 training steps in a fresh process per model, above the process with the model built '
         '(activations, gradients, optimizer state, workspace)')
-    body = f"""## Coded ResNeXt vs timm ResNeXt (train step), coded block vs explicit subNNs ({device.type.upper()})
+    if args.compile:
+        where += '; both models under `torch.compile` (default mode), compiled in the warm-up steps'
+    title = 'Coded ResNeXt vs timm ResNeXt (train step)' + (
+        f' ({device.type.upper()}, torch.compile)' if args.compile
+        else f', coded block vs explicit subNNs ({device.type.upper()})')
+    compile_note = (' Under torch.compile only the step time is measured: saved-tensor hooks and fresh-process peaks '
+                    'would measure the compiler as well.' if args.compile else '')
+    body = f"""## {title}
 
 Machine: {info}. {where}.
 Command: `{env_prefix()}{command_line()}`
@@ -263,11 +291,11 @@ models' steps alternate ({args.repeats} rounds after warm-up); time ratio = medi
 the two steps of a round (in brackets: the interquartile range of those ratios); step times are medians.
 Activation memory = bytes of the distinct tensors autograd saves for backward in one forward (+ coding loss),
 the part of training memory that depends on the block design (parameters, gradients and optimizer state are
-identical: same parameter count). Peak memory: {peak_how}.
+identical: same parameter count). Peak memory: {peak_how}.{compile_note}
 
 | pair | input | step time coded / base | time ratio (target <= 1.03) | activation memory coded / base | activation ratio | peak memory coded / base (target <= 1.05) |
 |---|---|---|---|---|---|---|
-""" + '\n'.join(rows) + f"""
+""" + '\n'.join(rows) + ('' if not block_rows else f"""
 
 ImageNet stage-4 coded block (`layer4[1]`, 2048 channels, N = 32, d = 32) at 160 px (5x5), forward +
 backward, ours (dense conv3 + quadratic-form energies) against the explicit per-subNN formulation of the paper
@@ -276,12 +304,12 @@ interleaved runs:
 
 | batch | fwd+bwd time ours / explicit | speed-up (target >= 1.8x) | activation memory ours / explicit | ratio (target <= 0.5x) |
 |---|---|---|---|---|
-""" + '\n'.join(block_rows) + """
+""" + '\n'.join(block_rows)) + """
 """
     print(body)
     if not args.no_write:
-        write_section('bench_models_cuda' if cuda else 'bench_models_cpu_cached_malloc' if allocator_env() else 'bench_models',
-                      body)
+        key = 'bench_models_cuda' if cuda else 'bench_models_cpu_cached_malloc' if allocator_env() else 'bench_models'
+        write_section(key + ('_compile' if args.compile else ''), body)
 
 
 if __name__ == '__main__':

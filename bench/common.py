@@ -2,6 +2,7 @@
 import os
 import platform
 import re
+import shlex
 import sys
 import time
 from datetime import datetime, timezone
@@ -33,8 +34,9 @@ def machine_info() -> str:
 
 
 def command_line() -> str:
+    """This run's command, shell-quoted (an empty argument such as `--amp-batches ''` survives)."""
     rel = os.path.relpath(sys.argv[0], ROOT)
-    return ' '.join(['python', rel] + sys.argv[1:])
+    return ' '.join(['python', rel] + [shlex.quote(a) for a in sys.argv[1:]])
 
 
 def write_section(name: str, body: str) -> None:

@@ -90,8 +90,10 @@ def normalize_subnns(
 
 
 def _no_autocast(h: torch.Tensor):
-    """Autocast disabled for h's device type (a no-op context where autocast does not exist, e.g. 'meta')."""
-    if torch.amp.is_autocast_available(h.device.type):
+    """Autocast disabled for h's device type (a no-op context where autocast does not exist, e.g. 'meta').
+    Under torch.compile the availability query is skipped: Dynamo in torch 2.11 cannot trace it (it warns and
+    breaks the graph in every coded block), and compiled code runs on devices that have autocast."""
+    if torch.compiler.is_compiling() or torch.amp.is_autocast_available(h.device.type):
         return torch.autocast(device_type=h.device.type, enabled=False)
     return contextlib.nullcontext()
 
