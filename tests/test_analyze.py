@@ -35,7 +35,6 @@ def one_thread():
     torch.set_num_threads(prev)
 
 
-
 def _randomise_bn(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
     """Non-trivial BN statistics and affine parameters (a fresh model's BN is the identity in eval)."""
     gen = torch.Generator().manual_seed(seed)

@@ -10,11 +10,12 @@ from timm.optim import create_optimizer_v2, optimizer_kwargs
 from timm.scheduler import create_scheduler_v2, scheduler_kwargs
 
 import timm_coded  # noqa: F401
-from timm_coded.data import find_fashion_mnist
 from train_hooks.args import build_parser, list_recipes, load_recipe, parse_args
 from train_hooks.data import PaddedDataset, cifar_train_transform, create_datasets
 from train_hooks.device import Runtime
 from train_hooks.loop import CodedEvaluator
+
+from helpers.data import needs_fashion_mnist
 
 
 def test_unknown_flag_is_a_clear_error(capsys):
@@ -112,11 +113,8 @@ def test_padded_evaluation_counts_every_image_once():
     assert metrics['loss'] == pytest.approx(loss, rel=1e-5) and metrics['top5'] == 100.
 
 
+@needs_fashion_mnist
 def test_fashion_mnist_grayscale_one_or_three_channels():
-    try:
-        find_fashion_mnist()
-    except FileNotFoundError:
-        pytest.skip('needs Debian dataset-fashion-mnist')
     for in_chans, mode in ((1, 'L'), (3, 'RGB')):
         args, _ = parse_args(['--dataset', 'fashion_mnist', '--train-per-class', '2', '--val-per-class', '1',
                               '--val-split', 'test'])

@@ -12,7 +12,6 @@ def have_fashion_mnist() -> bool:
     return True
 
 
-HAVE_DATA = have_fashion_mnist()
 needs_fashion_mnist = pytest.mark.skipif(
-    not HAVE_DATA, reason='needs Debian dataset-fashion-mnist (scripts/env.sh installs it: apt-get install '
-                          'dataset-fashion-mnist)')
+    not have_fashion_mnist(),
+    reason='needs Debian dataset-fashion-mnist (scripts/env.sh installs it: apt-get install dataset-fashion-mnist)')
