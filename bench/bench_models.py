@@ -131,8 +131,8 @@ def bench_pair(coded_name: str, base_name: str, size: int, batch: int, repeats: 
     base = timm.create_model(base_name, num_classes=num_classes).to(device).train()
     x = torch.randn(batch, 3, size, size, device=device)
     y = torch.randint(num_classes, (batch,), device=device)
-    run = {'coded': torch.compile(coded), 'base': torch.compile(base)} if compiled else {'coded': coded, 'base': base}
-    steps = {k: train_step_fn(m, x, y, k == 'coded', amp) for k, m in run.items()}
+    models = {'coded': coded, 'base': base}
+    steps = {k: train_step_fn(torch.compile(m) if compiled else m, x, y, k == 'coded', amp) for k, m in models.items()}
 
     def sync(fn):
         def run():

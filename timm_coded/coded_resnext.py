@@ -118,6 +118,11 @@ def _weight_groups(weight: torch.Tensor, num_subnns: int) -> torch.Tensor:
     return _fp32(weight).reshape(weight.shape[0], num_subnns, -1).transpose(0, 1)
 
 
+def _energy_scale(h: torch.Tensor, weight: torch.Tensor) -> float:
+    """1 / (C H W): Eq. 2's mean over the C output channels and H x W pixels of t_n."""
+    return 1. / float(weight.shape[0] * h.shape[2] * h.shape[3])
+
+
 def _energy_terms(
         h: torch.Tensor, weight: torch.Tensor, num_subnns: int) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """h as (B, N, d, HW) fp32, S_n = sum_pixels h_n h_n^T (B, N, d, d) and G_n = W_n^T W_n / (C H W) (N, d, d):
@@ -125,7 +130,7 @@ def _energy_terms(
     hv = _fp32(_group_view(h, num_subnns))
     wg = _weight_groups(weight, num_subnns)
     s = torch.matmul(hv, hv.transpose(-1, -2))
-    g = torch.bmm(wg.transpose(1, 2), wg).mul_(1. / float(weight.shape[0] * h.shape[2] * h.shape[3]))
+    g = torch.bmm(wg.transpose(1, 2), wg).mul_(_energy_scale(h, weight))
     return hv, s, g
 
 
@@ -178,7 +183,7 @@ class SubNNEnergy(torch.autograd.Function):
     def forward(ctx, h: torch.Tensor, weight: torch.Tensor, num_subnns: int) -> torch.Tensor:
         _, s, g = _energy_terms(h, weight, num_subnns)
         ctx.save_for_backward(h, weight, s, g)
-        ctx.num_subnns, ctx.scale = num_subnns, 1. / float(weight.shape[0] * h.shape[2] * h.shape[3])
+        ctx.num_subnns, ctx.scale = num_subnns, _energy_scale(h, weight)
         return (s * g).sum(dim=(-1, -2))
 
     @staticmethod
@@ -212,7 +217,7 @@ class SubNNCoding(torch.autograd.Function):
         gain = torch.rsqrt(e_avg)
         gain = gain * keep.to(gain.dtype) if keep is not None else gain.expand(energy.shape)
         ctx.save_for_backward(h, weight, s, g, energy_norm, e_avg, gain)
-        ctx.num_subnns, ctx.scale = num_subnns, 1. / float(weight.shape[0] * h.shape[2] * h.shape[3])
+        ctx.num_subnns, ctx.scale = num_subnns, _energy_scale(h, weight)
         ctx.set_materialize_grads(False)
         return _scale_groups(h, gain), energy_norm
 
