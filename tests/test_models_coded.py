@@ -274,6 +274,34 @@ def test_torch_compile_train_step_keeps_energies():
     assert all(p.grad is not None for p in model.parameters())
 
 
+@pytest.mark.parametrize('train', [True, False])
+def test_torch_compile_traces_one_graph(train):
+    """Dynamo traces the whole model, coded op and its hand-written backward included, without a graph break."""
+    torch._dynamo.reset()
+    report = torch._dynamo.explain(tiny().train(train))(torch.randn(2, 3, 16, 16))
+    assert report.graph_break_count == 0, report.break_reasons
+    assert report.graph_count == 1
+
+
+def test_torch_compile_gradients_equal_eager():
+    """Compiled forward + backward (the coded op's hand-written backward traced by AOTAutograd, including its
+    out= product into the weight layout) gives eager's loss and parameter gradients."""
+    torch.manual_seed(0)
+    model = tiny(drop_subnn_rate=0.).train()
+    x, y = torch.randn(4, 3, 16, 16), torch.tensor([0, 1, 2, 5])
+
+    def grads(net):
+        model.zero_grad(set_to_none=True)
+        loss = F.cross_entropy(net(x), y) + timm_coded.coding_loss(model, y)
+        loss.backward()
+        return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}
+    loss_eager, eager = grads(model)
+    loss_compiled, compiled = grads(torch.compile(model))
+    torch.testing.assert_close(loss_compiled, loss_eager, rtol=1e-5, atol=1e-6)
+    for name, grad in eager.items():
+        torch.testing.assert_close(compiled[name], grad, rtol=1e-4, atol=1e-5, msg=name)
+
+
 def gradcheck_inputs(channels_last: bool):
     """float64 features h (B=2, N=3 groups of d=2, 3x3) and a 1x1 expand weight (C=5), both requiring grad."""
     torch.manual_seed(0)

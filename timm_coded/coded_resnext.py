@@ -163,10 +163,20 @@ def _normalize_subnns_autograd(
 
 
 def _energy_grad_w(weight: torch.Tensor, s: torch.Tensor, coef: torch.Tensor, scale: float) -> torch.Tensor:
-    """dL/dW_n = scale W_n S̄_n with S̄_n = sum_b coef_bn S_bn (G_n, S_n symmetric; coef = 2 dL/dE, (B, N))."""
-    s_bar = (s * coef[:, :, None, None]).sum(dim=0).mul_(scale)
-    grad = torch.bmm(_weight_groups(weight, s.shape[1]), s_bar)  # (N, C, d)
-    return grad.transpose(0, 1).reshape(weight.shape).to(weight.dtype)
+    """dL/dW_n = scale W_n S̄_n with S̄_n = sum_b coef_bn S_bn (G_n, S_n symmetric; coef = 2 dL/dE, (B, N) or (B, 1)).
+
+    Two batched products over n and no weight-sized temporary: S̄ as (N, 1, B) x (N, B, d*d), then W_n S̄_n
+    written straight into the (C, N, d) layout of the weight (BLAS takes its row stride N*d as it is). Under
+    torch.compile the product goes through a temporary instead: Dynamo breaks the graph at out= into a view."""
+    b, n, d, _ = s.shape
+    coef_n = (coef * scale).expand(b, n).t().contiguous().unsqueeze(1)  # (N, 1, B)
+    s_bar = torch.bmm(coef_n, s.view(b, n, d * d).transpose(0, 1)).view(n, d, d)
+    wg = _weight_groups(weight, n)
+    if torch.compiler.is_compiling():
+        return torch.bmm(wg, s_bar).transpose(0, 1).reshape(weight.shape).to(weight.dtype)
+    grad = torch.empty(weight.shape[0], n, d, dtype=s.dtype, device=s.device)
+    torch.bmm(wg, s_bar, out=grad.transpose(0, 1))
+    return grad.view(weight.shape).to(weight.dtype)
 
 
 def _energy_grad_h(hv: torch.Tensor, g: torch.Tensor, coef: torch.Tensor, out: Optional[torch.Tensor] = None):
