@@ -232,7 +232,7 @@ def main() -> None:
     parser.add_argument('--amp-batches', default=None,
                         help='batches of the ResNeXt-50 pair under bf16 autocast (default none on CPU, 256 on CUDA)')
     parser.add_argument('--block-batches', default=None,
-                        help='batches of the coded-block figure, each >= 8 (default 8 on CPU, 8,256 on CUDA)')
+                        help='batches of the coded-block figure, each >= 8 (default 8,32 on CPU, 8,256 on CUDA)')
     parser.add_argument('--repeats', type=int, default=7)
     parser.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu')
     parser.add_argument('--compile', action='store_true',
@@ -260,7 +260,7 @@ def main() -> None:
         print(coded, batch, 'amp' if amp else 'fp32', r, flush=True)
         rows.append(pair_row(coded, base, size, batch, amp, r))
     block_rows = []
-    for batch in batch_list(args.block_batches, '' if args.compile else '8,256' if cuda else '8'):
+    for batch in batch_list(args.block_batches, '' if args.compile else '8,256' if cuda else '8,32'):
         blk = bench_block(batch, args.repeats, device)
         print('block', batch, blk, flush=True)
         block_rows.append(
