@@ -14,18 +14,12 @@ from typing import Callable, Dict, List, Tuple
 
 import torch
 
-from timm_coded.coded_resnext import _energy_grad_h, _energy_grad_w, _energy_scale, _group_view, \
-    _scale_groups, _weight_groups
+from timm_coded.coded_resnext import _energy_grad_h, _energy_grad_w, _energy_scale, _gram_groups, _group_view, \
+    _scale_groups, _trace_energies, _weight_groups
 
 from common import machine_info, median, time_interleaved_samples
 
 STAGES = {'stage 3': (1024, 32, 16, 10), 'stage 4': (2048, 32, 32, 5)}  # C, N, d, H = W at 160 px
-
-
-def gram_bmm(weight: torch.Tensor, n: int) -> torch.Tensor:
-    """G_n = W_n^T W_n by one bmm over the strided W_n views (the model's way)."""
-    wg = _weight_groups(weight, n)
-    return torch.bmm(wg.transpose(1, 2), wg)
 
 
 def gram_contiguous(weight: torch.Tensor, n: int) -> torch.Tensor:
@@ -39,11 +33,6 @@ def gram_split_k(weight: torch.Tensor, n: int, chunks: int = 16) -> torch.Tensor
     c = weight.shape[0]
     wk = weight.reshape(chunks, c // chunks, n, -1).permute(2, 0, 1, 3)  # (N, chunks, C / chunks, d)
     return torch.matmul(wk.transpose(-1, -2), wk).sum(dim=1)
-
-
-def energy_mul_sum(s: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
-    """E_bn = <G_n, S_bn> by an elementwise product and a sum (the model's way)."""
-    return (s * g).sum(dim=(-1, -2))
 
 
 def energy_bmm(s: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
@@ -80,7 +69,7 @@ def cases(batch: int, stage: Tuple[int, int, int, int], device: torch.device) ->
     hv, gov = _group_view(h, n), _group_view(go, n)
     scale = _energy_scale(h, weight)
     s = torch.matmul(hv, hv.transpose(-1, -2))
-    g = gram_bmm(weight, n).mul_(scale)
+    g = _gram_groups(weight, n).mul_(scale)
     coef = torch.randn(batch, n, device=device)
     gain = torch.rand(batch, n, device=device)
     buf = torch.empty_like(hv)
@@ -89,9 +78,10 @@ def cases(batch: int, stage: Tuple[int, int, int, int], device: torch.device) ->
         return _energy_grad_h(hv, g, coef, out=buf).addcmul_(gov, gain[:, :, None, None])
     return [
         ('S_bn = h_n h_n^T (forward)', {'model': lambda: torch.matmul(hv, hv.transpose(-1, -2))}),
-        ('G_n = W_n^T W_n (forward)', {'model': lambda: gram_bmm(weight, n), 'contiguous W_n': lambda: gram_contiguous(weight, n),
+        ('G_n = W_n^T W_n (forward)', {'model': lambda: _gram_groups(weight, n),
+                                       'contiguous W_n': lambda: gram_contiguous(weight, n),
                                        'split-K x16': lambda: gram_split_k(weight, n)}),
-        ('E_bn = <G_n, S_bn> (forward)', {'model': lambda: energy_mul_sum(s, g), 'bmm': lambda: energy_bmm(s, g)}),
+        ('E_bn = <G_n, S_bn> (forward)', {'model': lambda: _trace_energies(s, g), 'bmm': lambda: energy_bmm(s, g)}),
         ('gain * h (forward)', {'model': lambda: _scale_groups(h, gain)}),
         ('a_bn = <dout_bn, h_bn> (backward)', {'model': lambda: dot_mul_sum(gov, hv), 'bmm': lambda: dot_bmm(gov, hv)}),
         ('dL/dh = coef G h + gain dout (backward)', {'model': dh_model}),

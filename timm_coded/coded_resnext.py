@@ -123,21 +123,31 @@ def _energy_scale(h: torch.Tensor, weight: torch.Tensor) -> float:
     return 1. / float(weight.shape[0] * h.shape[2] * h.shape[3])
 
 
+def _gram_groups(weight: torch.Tensor, num_subnns: int) -> torch.Tensor:
+    """W_n^T W_n (N, d, d), fp32, by one bmm over the strided W_n views of the expand weight."""
+    wg = _weight_groups(weight, num_subnns)
+    return torch.bmm(wg.transpose(1, 2), wg)
+
+
 def _energy_terms(
         h: torch.Tensor, weight: torch.Tensor, num_subnns: int) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """h as (B, N, d, HW) fp32, S_n = sum_pixels h_n h_n^T (B, N, d, d) and G_n = W_n^T W_n / (C H W) (N, d, d):
     E(t_n) = trace(G_n S_n) (Eq. 2)."""
     hv = _fp32(_group_view(h, num_subnns))
-    wg = _weight_groups(weight, num_subnns)
     s = torch.matmul(hv, hv.transpose(-1, -2))
-    g = torch.bmm(wg.transpose(1, 2), wg).mul_(_energy_scale(h, weight))
+    g = _gram_groups(weight, num_subnns).mul_(_energy_scale(h, weight))
     return hv, s, g
+
+
+def _trace_energies(s: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    """E(t_n) = trace(G_n S_n) for every sample and subNN, (B, N): Eq. 2 from `_energy_terms`."""
+    return (s * g).sum(dim=(-1, -2))
 
 
 def _energies_fp32(h: torch.Tensor, weight: torch.Tensor, num_subnns: int) -> torch.Tensor:
     """E(t_n) = trace(G_n S_n), Eq. 2 (differentiated by autograd on the TorchScript path)."""
     _, s, g = _energy_terms(h, weight, num_subnns)
-    return (s * g).sum(dim=(-1, -2))
+    return _trace_energies(s, g)
 
 
 def _scale_groups(h: torch.Tensor, gain: torch.Tensor) -> torch.Tensor:
@@ -194,7 +204,7 @@ class SubNNEnergy(torch.autograd.Function):
         _, s, g = _energy_terms(h, weight, num_subnns)
         ctx.save_for_backward(h, weight, s, g)
         ctx.num_subnns, ctx.scale = num_subnns, _energy_scale(h, weight)
-        return (s * g).sum(dim=(-1, -2))
+        return _trace_energies(s, g)
 
     @staticmethod
     def backward(ctx, grad_e: torch.Tensor):
@@ -221,7 +231,7 @@ class SubNNCoding(torch.autograd.Function):
     def forward(ctx, h: torch.Tensor, weight: torch.Tensor, keep: Optional[torch.Tensor], num_subnns: int,
                 eps: float) -> Tuple[torch.Tensor, torch.Tensor]:
         _, s, g = _energy_terms(h, weight, num_subnns)
-        energy = (s * g).sum(dim=(-1, -2))  # (B, N), Eq. 2
+        energy = _trace_energies(s, g)  # (B, N), Eq. 2
         e_avg = energy.mean(dim=1, keepdim=True) + eps
         energy_norm = energy / e_avg  # Eq. 3
         gain = torch.rsqrt(e_avg)
