@@ -42,8 +42,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "or 'none'")
     g.add_argument('--ood-data-dir', default=None)
     g.add_argument('--ood-split', default='validation')
+    g.add_argument('--train-samples', type=int, default=5000,
+                   help='training images (class-balanced subset) the BC thresholds are chosen on; 0 = all')
     g.add_argument('--max-samples', type=int, default=None,
-                   help='at most this many samples per split (class-balanced); default all')
+                   help='at most this many validation / OOD samples (class-balanced); default the whole split')
     g.add_argument('--input-size', type=int, nargs=3, default=None, metavar=('C', 'H', 'W'),
                    help='override the preprocessing (default: training args in the checkpoint, else pretrained_cfg)')
     g.add_argument('--mean', type=float, nargs='+', default=None)
@@ -95,7 +97,7 @@ def main(argv: Optional[List[str]] = None) -> str:
         baseline, _ = load_model(args.baseline_model, args.baseline_checkpoint, args.baseline_model_kwargs,
                                  args.use_ema, args.device)
     train_set = subsample(build_dataset(args.dataset, args.train_split, args.data_dir, data_config, in_chans),
-                          args.max_samples, args.seed)
+                          args.train_samples, args.seed)
     test_set = subsample(build_dataset(args.dataset, args.val_split, args.data_dir, data_config, in_chans),
                          args.max_samples, args.seed)
     ood_name = args.ood_dataset

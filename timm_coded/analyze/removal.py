@@ -2,14 +2,15 @@
 block are removed, given each sample's class.
 
 Each sample gets one random order of its class's active subNNs and one of its inactive ones; removing k
-takes the first k of that order, so the curves are nested (the k+1 removal contains the k removal).
+takes the first k of that order, so the curves are nested (the k+1 removal contains the k removal). The input
+of the block is computed once per batch; each removal reruns only the block and what follows it.
 """
 from typing import Dict, Iterable, List, Optional, Tuple
 
 import torch
 import torch.nn as nn
 
-from .subnns import coded_block_items, remove_subnns, resolve_resnext
+from .subnns import coded_block_items, forward_stem, remove_subnns, residual_blocks, resolve_resnext
 
 __all__ = ['removal_masks', 'removal_curves']
 
@@ -59,18 +60,26 @@ def removal_curves(
         plans[name] = {'active': list(range(b.num_active + 1)),
                        'inactive': list(range(1, b.num_subnns - b.num_active + 1))}  # k = 0 is shared
     correct = {(n, mode, k): 0 for n, p in plans.items() for mode, ks in p.items() for k in ks}
+    sequence = residual_blocks(net)
+    start = {name: [n for n, _ in sequence].index(name) for name in blocks}
     total = 0
     for x, y in batches:
         x, y = x.to(device), y.to(device)
         total += y.numel()
         for name in blocks:
+            h = forward_stem(net, x)
+            for _, block in sequence[:start[name]]:
+                h = block(h)
             words = net.get_codebook(items[name].coding_key).to(device).index_select(0, y)
             for mode, ks in plans[name].items():
                 noise = torch.rand(words.shape, generator=gen)
                 for k in ks:
                     keep = removal_masks(words, k, mode == 'active', noise)
                     with remove_subnns(net, {name: keep}):
-                        pred = net(x).argmax(dim=1)
+                        out = h
+                        for _, block in sequence[start[name]:]:
+                            out = block(out)
+                        pred = net.forward_head(out).argmax(dim=1)
                     correct[(name, mode, k)] += int((pred == y).sum())
     out = []
     for name in blocks:

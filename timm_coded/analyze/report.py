@@ -40,11 +40,12 @@ EVAL_SETS = {'val': 'validation, all negatives', 'val_1to9': 'validation, 9 nega
 
 @torch.no_grad()
 def collect_outputs(model: nn.Module, loader: Sequence, bcs: Optional[List[nn.Module]] = None,
-                    device: str = 'cpu', decoders: bool = True) -> Dict[str, torch.Tensor]:
+                    device: str = 'cpu', decoders: bool = True,
+                    memory_format: torch.memory_format = torch.contiguous_format) -> Dict[str, torch.Tensor]:
     """One pass: targets (M,), logits (M, K), early-decoder predictions (L, M) and BC outputs (M, len(bcs))."""
     out: Dict[str, List[torch.Tensor]] = {'targets': [], 'logits': [], 'decoder_preds': [], 'bc': []}
     for x, y in loader:
-        x = x.to(device)
+        x = x.to(device, memory_format=memory_format)
         out['logits'].append(model(x).float().cpu())
         out['targets'].append(torch.as_tensor(y))
         if decoders:
@@ -106,6 +107,7 @@ def run_analysis(
         calibration_repeats: int = 10,
         calibration_fractions: Sequence[float] = (0.25, 0.5),
         seed: int = 0,
+        channels_last: bool = True,
         log: Callable[[str], None] = print,
 ) -> Dict[str, Any]:
     """Measure everything the report shows; returns {'results': ..., 'figures': ...} (plain Python values).
@@ -117,6 +119,7 @@ def run_analysis(
         baseline: Optional trained plain ResNeXt of the same architecture: BCs keeping the same codewords'
             branches, and its class logits.
         classes: Classes whose binary classifiers are extracted (default all).
+        channels_last: Run every network in channels_last (same results; several times faster on CPUs).
     """
     net = resolve_resnext(model).eval()
     num_classes = int(net.num_classes)
@@ -130,15 +133,19 @@ def run_analysis(
         baseline = resolve_resnext(baseline).eval()
         plain_bcs = [extract_binary_classifier(baseline, k, active_subnns(net, k)).to(device) for k in classes]
 
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    for m in [net] + bcs + ([baseline] + plain_bcs if baseline is not None else []):
+        m.to(memory_format=memory_format)
     loaders = {'train': _loader(train_set, batch_size, workers), 'test': _loader(test_set, batch_size, workers)}
     if ood_set is not None:
         loaders['ood'] = _loader(ood_set, batch_size, workers)
     outs, plain_outs = {}, {}
     for split, loader in loaders.items():
         log(f'forward passes on {split} ({len(loader.dataset)} images)')
-        outs[split] = collect_outputs(net, loader, bcs, device, decoders=split == 'test')
+        outs[split] = collect_outputs(net, loader, bcs, device, decoders=split == 'test', memory_format=memory_format)
         if baseline is not None:
-            plain_outs[split] = collect_outputs(baseline, loader, plain_bcs, device, decoders=False)
+            plain_outs[split] = collect_outputs(baseline, loader, plain_bcs, device, decoders=False,
+                                                memory_format=memory_format)
 
     test = outs['test']
     final_pred = test['logits'].argmax(dim=1)
@@ -206,7 +213,8 @@ def run_analysis(
 
     # --- subNN removal (§4.2)
     log('subNN removal curves')
-    batches = [(x, y) for x, y in loaders['test']] if len(test_set) <= 20000 else loaders['test']
+    batches = [(x.to(memory_format=memory_format), y) for x, y in loaders['test']] if len(test_set) <= 20000 \
+        else loaders['test']
     curves = removal_curves(net, batches, list(removal_blocks) if removal_blocks else None, torch.device(device),
                             seed)
     results['removal'] = curves

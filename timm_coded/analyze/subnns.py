@@ -15,7 +15,7 @@ from timm.models.resnet import Bottleneck, ResNet
 from ..coded_resnext import CodedBottleneck, _scale_groups
 from ..loss import unwrap_coded
 
-__all__ = ['resolve_resnext', 'stage_names', 'grouped_blocks', 'coded_block_items', 'check_class_index',
+__all__ = ['resolve_resnext', 'stage_names', 'residual_blocks', 'grouped_blocks', 'forward_stem', 'coded_block_items', 'check_class_index',
            'active_subnns', 'codeword_masks', 'remove_subnns']
 
 SubNNMask = Union[torch.Tensor, List[int]]
@@ -48,14 +48,19 @@ def stage_names(net: nn.Module) -> Tuple[str, ...]:
     return tuple(names)
 
 
+def residual_blocks(net: nn.Module) -> List[Tuple[str, nn.Module]]:
+    """(name, block) for every residual block of the stages, in depth order."""
+    return [(f'{stage}.{i}', block) for stage in stage_names(net) for i, block in enumerate(getattr(net, stage))]
+
+
 def grouped_blocks(net: nn.Module) -> List[Tuple[str, Bottleneck]]:
     """(name, block) for every bottleneck block whose conv2 is grouped (has subNNs), in depth order."""
-    out = []
-    for stage in stage_names(net):
-        for i, block in enumerate(getattr(net, stage)):
-            if isinstance(block, Bottleneck) and block.conv2.groups > 1:
-                out.append((f'{stage}.{i}', block))
-    return out
+    return [(n, b) for n, b in residual_blocks(net) if isinstance(b, Bottleneck) and b.conv2.groups > 1]
+
+
+def forward_stem(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The stem of a (Coded) ResNeXt: conv1, bn1, act1, maxpool."""
+    return net.maxpool(net.act1(net.bn1(net.conv1(x))))
 
 
 def coded_block_items(net: nn.Module) -> List[Tuple[str, CodedBottleneck]]:
