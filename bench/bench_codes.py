@@ -2,7 +2,7 @@
 
 Times a fresh generation (generate_scheme caches nothing; get_scheme's cache is not used) of the paper's
 CIFAR-100 and ImageNet-1k schemes plus an odd-sized one, best of --repeat runs; then user shapes where the
-lexicode search of Algorithm 1 alone (`codes._search`, the previous generator) stops below the upper bound
+lexicode search of Algorithm 1 alone (`generate._search`, the previous generator) stops below the upper bound
 on H_min, before/after the tabu search; then every K in 2..100 for the model shapes (N, N_act) (one run
 each: worst time, how often H_min reaches the upper bound). Writes the `bench_codes` section of
 BENCHMARKS.md (only that section is replaced; the file is created if missing), with the load average.
@@ -21,8 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from timm_coded import codes
-from timm_coded.codes import generate_scheme
+from timm_coded.codes import generate, generate_scheme
 
 ROOT = Path(__file__).resolve().parent.parent
 START, END = '<!-- bench_codes:start -->', '<!-- bench_codes:end -->'
@@ -66,7 +65,7 @@ def time_case(k: int, n: int, a: int, repeat: int):
 
 def lexicode_distance(k: int, n: int, a: int) -> int:
     """H_min of the lexicode search alone (the previous generator's default result)."""
-    return codes._search(k, n, a, 2, 0)[1]
+    return generate._search(k, n, a, 2, 0)[1]
 
 
 def sweep(n: int, a: int):
@@ -76,7 +75,7 @@ def sweep(n: int, a: int):
         sec, scheme = time_case(k, n, a, 1)
         if sec > worst:
             worst, worst_k = sec, k
-        at_bound += scheme.min_distance == codes._distance_upper_bound(k, n, a)
+        at_bound += scheme.min_distance == generate._distance_upper_bound(k, n, a)
         improved += scheme.min_distance > lexicode_distance(k, n, a)
         total += 1
     return worst, worst_k, at_bound, improved, total
@@ -119,8 +118,8 @@ def render(rows, user_rows, sweep_rows, repeat: int, loads) -> str:
         '|---|---:|---:|---:|---:|---:|---:|',
     ]
     for (k, n, a), old_d, (sec, s) in user_rows:
-        lines.append(f'| ({k}, {n}, {a}) | {old_d} | {s.min_distance} | {codes._distance_upper_bound(k, n, a)} | '
-                     f'{s.s_min}-{s.s_max} | {codes._ideal_spread(k, n, a)} | {sec:.3f} |')
+        lines.append(f'| ({k}, {n}, {a}) | {old_d} | {s.min_distance} | {generate._distance_upper_bound(k, n, a)} | '
+                     f'{s.s_min}-{s.s_max} | {generate._ideal_spread(k, n, a)} | {sec:.3f} |')
     if sweep_rows:
         lines += [
             '',

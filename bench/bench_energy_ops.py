@@ -14,7 +14,7 @@ from typing import Callable, Dict, List, Tuple
 
 import torch
 
-from timm_coded.coded_resnext import _energy_grad_h, _energy_grad_w, _energy_scale, _gram_groups, _group_view, \
+from timm_coded.layers.subnn_coding import _energy_grad_h, _energy_grad_w, _energy_scale, _gram_groups, _group_view, \
     _scale_groups, _trace_energies, _weight_groups
 
 from common import machine_info, median, time_interleaved_samples

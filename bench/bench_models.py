@@ -23,7 +23,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import timm_coded
-from timm_coded.coded_resnext import CodedBottleneck
+from timm_coded import CodedBottleneck
 
 from common import SavedTensorBytes, command_line, machine_info, median, paired_ratios, time_interleaved, \
     time_interleaved_samples, write_section

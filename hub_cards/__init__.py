@@ -1,7 +1,9 @@
-"""Hugging Face Hub tools for Coded ResNeXt: model cards, `python -m hub_cards.push`, checked loading.
+"""Hugging Face Hub tools for Coded ResNeXt, built on timm's `save_for_hf` and huggingface_hub.
 
-* `hub_cards.cards`: README.md for Coded ResNeXt checkpoints and extracted binary classifiers.
-* `hub_cards.export`: checkpoint -> upload folder (safetensors, config.json, codebooks.json, README.md).
-* `hub_cards.push`: the push command / `push_checkpoint`.
-* `hub_cards.load`: `create_model_from_hub` (safetensors by default, codebooks checked).
+* `hub_cards.card`: model cards (`huggingface_hub.ModelCard`, results as `model-index`).
+* `hub_cards.export`: the upload folder (`save_for_hub`) and the upload (`upload_folder`).
+* `hub_cards.push`: `python -m hub_cards.push` / `push_checkpoint`.
+* `hub_cards.load`: `create_model_from_hub`, timm's loading with the checks timm cannot make.
 """
+from .load import create_model_from_hub
+from .push import push_checkpoint

@@ -1,42 +1,37 @@
-""" Errors of the Hub tools; each message names the problem and the fix. """
+""" Errors of the Hub tools, one class per cause; each message names the problem and the fix. """
+from timm_coded.checkpoint import CheckpointError
 
-__all__ = [
-    'HubCardsError', 'MissingTokenError', 'RepoIdError', 'CodebookMismatchError', 'MissingWeightsError',
-    'CorruptWeightsError', 'PickleRefusedError', 'CardExistsError', 'HubAuthError',
-]
+__all__ = ['HubError', 'HubAuthError', 'CardExistsError', 'RepoNotFoundError', 'MissingConfigError',
+           'MissingWeightsError', 'CorruptWeightsError', 'ConfigMismatchError']
 
 
-class HubCardsError(Exception):
+class HubError(Exception):
     """Base class: a push or a load that cannot go on."""
 
 
-class MissingTokenError(HubCardsError):
-    """No Hugging Face token for an upload."""
+class HubAuthError(HubError, PermissionError):
+    """No Hugging Face token for an upload, or the Hub refused it."""
 
 
-class HubAuthError(HubCardsError):
-    """The Hub refused the token (401 / 403)."""
+class CardExistsError(HubError, FileExistsError):
+    """The repo already has a model card and no one asked to replace it."""
 
 
-class RepoIdError(HubCardsError, ValueError):
-    """A repo id that is not 'ORG/NAME'."""
+class RepoNotFoundError(HubError, FileNotFoundError):
+    """No such repo (or no read access to it), or no such folder."""
 
 
-class CodebookMismatchError(HubCardsError, ValueError):
-    """Weights, config.json and codebooks.json disagree on a codebook."""
+class MissingConfigError(HubError, FileNotFoundError):
+    """The repo has no config.json: it is not a timm model repo."""
 
 
-class MissingWeightsError(HubCardsError, FileNotFoundError):
-    """No weights file where one was expected."""
+class MissingWeightsError(HubError, FileNotFoundError):
+    """The repo has a config.json but no weights."""
 
 
-class CorruptWeightsError(HubCardsError):
-    """A weights file that cannot be read (truncated, not a checkpoint, ...)."""
+class CorruptWeightsError(HubError, CheckpointError):
+    """The weights are unreadable, or differ from the sha256 recorded in config.json."""
 
 
-class PickleRefusedError(HubCardsError):
-    """Pickled weights met without an explicit opt-in."""
-
-
-class CardExistsError(HubCardsError):
-    """The repo already has a README.md and no one asked to replace it."""
+class ConfigMismatchError(HubError, ValueError):
+    """config.json does not describe the weights (edited model_args, codebooks or ratios)."""

@@ -18,49 +18,21 @@ from timm_coded.analyze import (EarlyExit, agreement_table, best_f1_threshold, b
                                 remove_subnns, save_binary_classifier, scaled_log_probs, stratified_split,
                                 subsample_negatives)
 from timm_coded.analyze.subnns import active_subnns, codeword_masks
-from timm_coded.coded_resnext import CodedResNeXt
 
-from helpers.data import needs_fashion_mnist
+from helpers import ROOT
+from helpers.models import make_tiny, randomise_bn
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = dict(layers=(1, 1, 1), channels=(16, 32, 64), base_width=16, stem_type='imagenet')
 
 
-@pytest.fixture(scope='module', autouse=True)
-def one_thread():
-    """Tiny models run as fast on one thread, and far faster than on two when the 2 cores are shared."""
-    prev = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(prev)
+def tiny_coded(**kw):
+    return make_tiny(**kw)
 
 
-def _randomise_bn(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
-    """Non-trivial BN statistics and affine parameters (a fresh model's BN is the identity in eval)."""
-    gen = torch.Generator().manual_seed(seed)
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            n = m.num_features
-            m.running_mean.copy_(torch.rand(n, generator=gen) - 0.5)
-            m.running_var.copy_(torch.rand(n, generator=gen) + 0.5)
-            m.weight.data.copy_(torch.rand(n, generator=gen) + 0.5)
-            m.bias.data.copy_(torch.rand(n, generator=gen) * 0.4 - 0.2)
-    return model.eval()
-
-
-def tiny_coded(in_chans: int = 3, **kw) -> CodedResNeXt:
-    torch.manual_seed(0)
-    args = dict(layers=(1, 1, 1), channels=(16, 32, 64), cardinality=10, base_width=16, stem_type='cifar',
-                coding_ratios=('10/10', '5/10', '3/10'), num_classes=10, in_chans=in_chans)
-    args.update(kw)
-    return _randomise_bn(CodedResNeXt(**args))
-
-
-def tiny_imagenet_style() -> CodedResNeXt:
+def tiny_imagenet_style():
     """4 stages, ImageNet stem, two coded stages, 8 classes: downsample blocks and several blocks per stage."""
-    torch.manual_seed(1)
-    return _randomise_bn(CodedResNeXt(layers=(1, 1, 2, 2), channels=(8, 16, 32, 64), cardinality=8, base_width=8,
-                                      coding_ratios=('8/8', '8/8', '4/8', '2/8'), num_classes=8, stem_type='imagenet'))
+    return make_tiny(1, layers=(1, 1, 2, 2), channels=(8, 16, 32, 64), cardinality=8, base_width=8, num_classes=8,
+                     coding_ratios=('8/8', '8/8', '4/8', '2/8'), stem_type='imagenet')
 
 
 # --- binary classifiers -------------------------------------------------------------------------------------
@@ -150,8 +122,8 @@ def test_bc_errors():
             extract_binary_classifier(model, bad)
     with pytest.raises(ValueError, match='not blocks with subNNs'):
         extract_binary_classifier(model, 0, {'layer9.0': [0]})
-    with pytest.raises(ValueError, match='neither a Coded ResNeXt nor'):
-        extract_binary_classifier(torch.nn.Linear(3, 3), 0)
+    with pytest.raises(ValueError, match='no ResNeXt blocks with subNNs'):
+        extract_binary_classifier(torch.nn.Linear(3, 3), 0, {'layer1.0': [0]})
 
 
 def test_bc_export_torchscript_torch_export_safetensors(tmp_path):
@@ -162,7 +134,7 @@ def test_bc_export_torchscript_torch_export_safetensors(tmp_path):
     torch.testing.assert_close(torch.jit.script(bc)(x), ref)
     exported = torch.export.export(bc, (x,))
     torch.testing.assert_close(exported.module()(x), ref)
-    src = _randomise_bn(timm.create_model('coded_resnext29_10x11d', **TINY), 3)
+    src = randomise_bn(timm.create_model('coded_resnext29_10x11d', **TINY), 3)
     bc = extract_binary_classifier(src, 7)
     folder = save_binary_classifier(bc, str(tmp_path / 'bc7'), label_name='horse')
     assert os.path.isfile(tmp_path / 'bc7' / 'model.safetensors')
@@ -181,6 +153,12 @@ def test_bc_prefix_split_matches_forward():
     for m in bc.sequence()[:p]:
         h = m(h)
     torch.testing.assert_close(bc.forward_from(h, p), bc(x))
+
+
+def test_counting_flops_leaves_every_module_mode_alone():
+    model = tiny_imagenet_style()  # eval mode
+    count_flops(EarlyExit(model, 1), (3, 48, 48))  # EarlyExit (train mode) shares the model's modules
+    assert not any(m.training for m in model.modules())
 
 
 def test_bc_cost_flops():
@@ -209,7 +187,7 @@ def test_best_f1_threshold_and_metrics():
 
 # --- early decoders -------------------------------------------------------------------------------------------
 
-def _equal_subnns(model: CodedResNeXt) -> CodedResNeXt:
+def _equal_subnns(model):
     """Make every subNN of every coded block identical (same weights and BN per group)."""
     with torch.no_grad():
         for block in model.coded_blocks():
@@ -359,69 +337,29 @@ def test_stratified_split_keeps_class_shares():
 # --- loading errors -------------------------------------------------------------------------------------------
 
 def test_checkpoint_codebook_mismatch_is_a_clear_error(tmp_path):
-    from timm_coded.analyze.loading import load_model
+    from timm_coded.checkpoint import model_from_checkpoint
     model = timm.create_model('coded_resnext29_10x11d', **TINY)
     path = str(tmp_path / 'ckpt.pth.tar')
     torch.save({'arch': 'coded_resnext29_10x11d', 'state_dict': model.state_dict(), 'epoch': 0, 'version': 2}, path)
     other = model.coding_schemes()['r3_10'].codewords[::-1].copy()  # same codewords, classes permuted
-    with pytest.raises(ValueError, match='Codebook mismatch'):
-        load_model('coded_resnext29_10x11d', path, dict(TINY, codebooks={'3/10': other}))
-    with pytest.raises(ValueError, match='does not fit'):
-        load_model('coded_resnext29_10x11d', path, dict(TINY, base_width=8))
-    loaded, _ = load_model('coded_resnext29_10x11d', path, TINY)
+    with pytest.raises(ValueError, match='Codebook mismatch for ratio 3/10: class 0: checkpoint 1001001000, model '
+                                         '1100000010'):
+        model_from_checkpoint(path, 'coded_resnext29_10x11d', dict(TINY, codebooks={'3/10': other}))
+    with pytest.raises(ValueError, match='do not fit'):
+        model_from_checkpoint(path, 'coded_resnext29_10x11d', dict(TINY, base_width=8))
+    loaded, _, _ = model_from_checkpoint(path, 'coded_resnext29_10x11d', TINY)
     torch.testing.assert_close(loaded.fc.weight, model.fc.weight)
 
 
 # --- trained on Fashion-MNIST: the CLI report -----------------------------------------------------------------
 
-def _train(arch: str, out_dir: str, steps: int = 250) -> str:
-    """A few hundred SGD steps on Fashion-MNIST (coding loss for the coded net); saved by timm's CheckpointSaver
-    with train.py-style args, so the analysis reads the architecture and preprocessing from the checkpoint."""
-    from timm.data import create_transform, resolve_data_config
-    from timm.utils import CheckpointSaver
-    from timm_coded.data import FashionMNIST, balanced_indices
-    torch.manual_seed(0)
-    args = argparse.Namespace(model=arch, model_kwargs=dict(TINY), num_classes=10, in_chans=1,
-                              input_size=(1, 28, 28), mean=(0.286,), std=(0.353,), crop_pct=1.0,
-                              interpolation='bilinear')
-    model = timm.create_model(arch, num_classes=10, in_chans=1, **TINY)
-    transform = create_transform(**resolve_data_config(vars(args), model=model), is_training=False)
-    full = FashionMNIST(split='train', in_chans=1)
-    ds = FashionMNIST(split='train', in_chans=1, indices=balanced_indices(full.targets, 300, 0), transform=transform)
-    x = torch.stack([ds[i][0] for i in range(len(ds))])
-    y = torch.from_numpy(ds.targets)
-    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, nesterov=True, weight_decay=5e-4)
-    gen = torch.Generator().manual_seed(0)
-    coded = bool(model.coded_blocks())
-    model.train()
-    for _ in range(steps):
-        idx = torch.randint(len(y), (32,), generator=gen)
-        loss = F.cross_entropy(model(x[idx]), y[idx])
-        if coded:
-            loss = loss + 6. * timm_coded.coding_loss(model, y[idx])
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    os.makedirs(out_dir, exist_ok=True)
-    CheckpointSaver(model.eval(), opt, args=args, checkpoint_dir=out_dir, recovery_dir=out_dir).save_checkpoint(0, 0.)
-    return os.path.join(out_dir, 'last.pth.tar')
-
-
-@pytest.fixture(scope='module')
-def trained(tmp_path_factory):
-    root = tmp_path_factory.mktemp('analyze_fmnist')
-    return {'coded': _train('coded_resnext29_10x11d', str(root / 'coded')),
-            'plain': _train('resnext29_10x11d', str(root / 'plain')), 'root': root}
-
-
 @pytest.mark.slow
-@needs_fashion_mnist
 def test_cli_full_report_on_fashion_mnist(trained):
     pytest.importorskip('sklearn', reason='the digits OOD set ships with scikit-learn (extra [plots])')
-    out = trained['root'] / 'report'
-    cmd = [sys.executable, '-m', 'timm_coded.analyze', '--checkpoint', trained['coded'], '--dataset', 'fashion_mnist',
-           '--baseline-model', 'resnext29_10x11d', '--baseline-checkpoint', trained['plain'],
-           '--max-samples', '300', '--calibration-repeats', '2', '--output', str(out)]
+    out = trained.root / 'report'
+    cmd = [sys.executable, '-m', 'timm_coded.analyze', '--checkpoint', str(trained.coded), '--dataset', 'fashion_mnist',
+           '--baseline-model', 'resnext29_10x11d', '--baseline-checkpoint', str(trained.plain),
+           '--train-samples', '300', '--max-samples', '300', '--calibration-repeats', '2', '--output', str(out)]
     env = dict(os.environ, OMP_NUM_THREADS='1')
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600, env=env)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -452,15 +390,43 @@ def test_cli_full_report_on_fashion_mnist(trained):
     assert [s['fit_fraction'] for s in res['calibration']['splits']] == [0.25, 0.5]
 
 
-@needs_fashion_mnist
+@pytest.mark.slow
 def test_cli_errors(trained, tmp_path):
     from timm_coded.analyze.__main__ import main
     with pytest.raises(ValueError, match='trained as'):
-        main(['--model', 'coded_resnext29_20x6d', '--checkpoint', trained['coded'], '--dataset', 'fashion_mnist',
+        main(['--model', 'coded_resnext29_20x6d', '--checkpoint', str(trained.coded), '--dataset', 'fashion_mnist',
               '--output', str(tmp_path)])
     with pytest.raises(ValueError, match=r'Class index 12 is out of range'):
-        main(['--checkpoint', trained['coded'], '--dataset', 'fashion_mnist', '--classes', '12',
+        main(['--checkpoint', str(trained.coded), '--dataset', 'fashion_mnist', '--classes', '12',
               '--max-samples', '20', '--output', str(tmp_path)])
     with pytest.raises(ValueError, match='no coded blocks'):
-        main(['--checkpoint', trained['plain'], '--dataset', 'fashion_mnist', '--max-samples', '20',
+        main(['--checkpoint', str(trained.plain), '--dataset', 'fashion_mnist', '--max-samples', '20',
               '--ood-dataset', 'none', '--output', str(tmp_path)])
+
+
+class _Opens:
+    """Unpickling this object would create the file `path`: a stand-in for code hidden in a checkpoint."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def __reduce__(self):
+        return open, (self.path, 'w')
+
+
+@pytest.mark.slow
+def test_cli_refuses_unsafe_and_truncated_checkpoints_in_one_line(trained, tmp_path):
+    marker = tmp_path / 'code-ran'
+    ckpt = torch.load(trained.coded, weights_only=False)
+    torch.save(dict(ckpt, extra=_Opens(str(marker))), tmp_path / 'unsafe.pth.tar')
+    data = open(trained.coded, 'rb').read()
+    (tmp_path / 'truncated.pth.tar').write_bytes(data[:len(data) // 2])
+    for name, message in (('unsafe', 'holds pickled objects outside the allow-list (io.open)'),
+                          ('truncated', 'Corrupt or truncated checkpoint')):
+        out = tmp_path / f'report-{name}'
+        proc = subprocess.run([sys.executable, '-m', 'timm_coded.analyze', '--checkpoint',
+                               str(tmp_path / f'{name}.pth.tar'), '--dataset', 'fashion_mnist', '--output', str(out)],
+                              cwd=ROOT, capture_output=True, text=True, timeout=300)
+        assert proc.returncode != 0 and 'Traceback' not in proc.stderr, proc.stderr[-2000:]
+        assert proc.stderr.strip().splitlines()[-1].startswith('error: ') and message in proc.stderr
+        assert not out.exists() and not marker.exists()

@@ -1,4 +1,4 @@
-"""Tests of the coding-scheme engine (timm_coded/codes.py): paper rules A/B/C, built-ins, errors, CLI."""
+"""Tests of the coding-scheme engine (timm_coded.codes): paper rules A/B/C, Algorithm 1, built-ins, errors, CLI."""
 import json
 import os
 import subprocess
@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 
 from timm_coded import codes
-from timm_coded.codes import BUILTIN_SCHEMES, CodingScheme, generate_scheme, get_scheme
+from timm_coded.codes.__main__ import main as cli_main
+from timm_coded.codes import BUILTIN_SCHEMES, CodingScheme, algorithm1, builtin, generate, generate_scheme, \
+    get_scheme, tabu
 
 # Table 4 of arXiv:2202.05343 (r = 5/10 | r = 3/10), transcribed independently of timm_coded.codes.
 TABLE4 = {
@@ -80,9 +82,9 @@ def test_builtin_quality_targets(name, shape, hmin, max_spread):
     assert get_scheme(*shape) is BUILTIN_SCHEMES[name] or get_scheme(*shape) == BUILTIN_SCHEMES[name]
 
 
-@pytest.mark.parametrize('name', sorted(codes._GENERATED))
+@pytest.mark.parametrize('name', sorted(builtin._GENERATED))
 def test_frozen_files_equal_generator(name):
-    data = json.loads(codes._schemes_dir().joinpath(f'{name}.json').read_text(encoding='utf-8'))
+    data = json.loads(builtin._schemes_dir().joinpath(f'{name}.json').read_text(encoding='utf-8'))
     fresh = generate_scheme(**data['generator'])
     assert fresh.to_strings() == data['codewords']
     assert fresh.fingerprint() == data['fingerprint'] == BUILTIN_SCHEMES[name].fingerprint()
@@ -99,19 +101,35 @@ def test_builtins_mapping_and_json_files():
 
 
 # --- generator ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize('k,n,a,d', [(6, 6, 3, 2), (5, 6, 2, 2), (4, 8, 4, 4), (6, 7, 3, 4)])
+def test_algorithm1_literal_and_generator(k, n, a, d):
+    """Algorithm 1 as printed meets rules A, B (best spread among G's subsets) and C (H_min >= d); the generator
+    reaches at least its distance and its balance."""
+    paper = algorithm1(k, n, a, d)
+    _check_rules(paper, k, n, a)
+    assert paper.min_distance >= d
+    ours = _quiet(generate_scheme, k, n, a)
+    _check_rules(ours, k, n, a)
+    assert ours.min_distance >= paper.min_distance
+    assert ours.s_max - ours.s_min <= paper.s_max - paper.s_min
+    assert algorithm1(20, 6, 3, 4) is None  # fewer than K words at distance 4: line 18 gives up
+
+
 def test_generate_is_deterministic_in_process():
     for args in [(37, 10, 3), (100, 20, 8), (42, 32, 8), (12, 10, 3), (30, 10, 5)]:
         a, b = _quiet(generate_scheme, *args), _quiet(generate_scheme, *args)
         assert a == b and a.fingerprint() == b.fingerprint()
 
 
+@pytest.mark.slow
 def test_generate_is_deterministic_across_processes():
     # (50, 40, 8) goes through the structured (shortened BCH) and the pseudo-random pools, (13, 10, 3),
-    # (36, 10, 5) and (15, 20, 8) through the tabu search. The module is loaded from its file (numpy only)
+    # (36, 10, 5) and (15, 20, 8) through the tabu search. The package is loaded from its files (numpy only)
     # so the subprocesses do not pay for importing torch and timm.
     shapes = [(37, 10, 3), (100, 20, 4), (50, 40, 8), (13, 10, 3), (36, 10, 5), (15, 20, 8)]
-    code = ('import importlib.util, sys, warnings; warnings.simplefilter("ignore"); '
-            f'spec = importlib.util.spec_from_file_location("codes_copy", {codes.__file__!r}); '
+    code = ('import importlib.util, os, sys, warnings; warnings.simplefilter("ignore"); '
+            f'spec = importlib.util.spec_from_file_location("codes_copy", {codes.__file__!r}, '
+            f'submodule_search_locations=[os.path.dirname({codes.__file__!r})]); '
             'm = importlib.util.module_from_spec(spec); sys.modules["codes_copy"] = m; spec.loader.exec_module(m); '
             f'print([m.generate_scheme(*s).fingerprint() for s in {shapes!r}])')
     outs = set()
@@ -145,10 +163,10 @@ def test_generate_reaches_known_distances(k, n, a, hmin):
 def test_tabu_search_reaches_the_bound(k, n, a, hmin):
     scheme = _quiet(generate_scheme, k, n, a)
     _check_rules(scheme, k, n, a)
-    assert scheme.min_distance == hmin == codes._distance_upper_bound(k, n, a)
-    assert codes._search(k, n, a, 2, 0)[1] < hmin  # the lexicode search alone falls short
-    ideal = codes._ideal_spread(k, n, a)
-    assert scheme.s_max - scheme.s_min <= ideal + codes._MAX_EXTRA_SPREAD
+    assert scheme.min_distance == hmin == generate._distance_upper_bound(k, n, a)
+    assert generate._search(k, n, a, 2, 0)[1] < hmin  # the lexicode search alone falls short
+    ideal = generate._ideal_spread(k, n, a)
+    assert scheme.s_max - scheme.s_min <= ideal + generate._MAX_EXTRA_SPREAD
     if (k, n, a) == (36, 10, 5):
         assert scheme.s_min == scheme.s_max == 18  # an optimal code: every subNN works for half the classes
 
@@ -158,11 +176,11 @@ def test_n10_reaches_the_upper_bound_for_every_k(n, a, ks):
     """N = 10 (CIFAR-style nets): H_min equals the (here tight) upper bound for every K tried."""
     for k in ks:
         scheme = _quiet(generate_scheme, k, n, a)
-        assert scheme.min_distance == codes._distance_upper_bound(k, n, a), k
+        assert scheme.min_distance == generate._distance_upper_bound(k, n, a), k
 
 
 # Shapes where Algorithm 1 already reaches the bound (kept bit for bit) or does not (improved), incl. the
-# model shapes. `codes._search(..., 2, seed)` is exactly the previous generator's default search.
+# model shapes. `generate._search(..., 2, seed)` is exactly the previous generator's default search.
 SAMPLE_SHAPES = [(12, 10, 3), (37, 10, 3), (37, 10, 5), (20, 10, 5), (15, 20, 8), (37, 20, 8), (100, 20, 8),
                  (25, 20, 4), (37, 20, 4), (14, 20, 10), (60, 20, 10), (21, 12, 6), (40, 12, 4), (17, 16, 4),
                  (64, 16, 8), (37, 32, 16), (100, 32, 8), (30, 15, 5), (50, 24, 6)]
@@ -172,11 +190,11 @@ SAMPLE_SHAPES = [(12, 10, 3), (37, 10, 3), (37, 10, 5), (20, 10, 5), (15, 20, 8)
 def test_never_worse_than_the_lexicode_search(k, n, a):
     scheme = _quiet(generate_scheme, k, n, a)
     _check_rules(scheme, k, n, a)
-    old_words, old_d = codes._search(k, n, a, 2, 0)
+    old_words, old_d = generate._search(k, n, a, 2, 0)
     assert scheme.min_distance >= old_d
-    assert scheme.s_max - scheme.s_min <= codes._ideal_spread(k, n, a) + codes._MAX_EXTRA_SPREAD
-    if old_d == codes._distance_upper_bound(k, n, a):  # nothing to improve: the same codewords
-        assert scheme == codes._scheme_from_words(old_words, n)
+    assert scheme.s_max - scheme.s_min <= generate._ideal_spread(k, n, a) + generate._MAX_EXTRA_SPREAD
+    if old_d == generate._distance_upper_bound(k, n, a):  # nothing to improve: the same codewords
+        assert scheme == generate._scheme_from_words(old_words, n)
 
 
 def test_explicit_min_distance_reached_by_tabu_search():
@@ -194,7 +212,7 @@ def test_distance_traded_for_balance_only_when_asked():
     default = _quiet(generate_scheme, 75, 24, 6)
     assert default.min_distance == 6 and default.s_max - default.s_min == 1
     forced = _quiet(generate_scheme, 75, 24, 6, min_distance=8)
-    assert forced.min_distance == 8 and forced.s_max - forced.s_min > 1 + codes._MAX_EXTRA_SPREAD
+    assert forced.min_distance == 8 and forced.s_max - forced.s_min > 1 + generate._MAX_EXTRA_SPREAD
 
 
 def test_tabu_results_are_pinned():
@@ -210,7 +228,7 @@ def test_tabu_results_are_pinned():
 @pytest.mark.parametrize('n,d,w,exact', [(10, 4, 3, 13), (10, 4, 4, 30), (10, 4, 5, 36), (12, 4, 6, 132),
                                          (16, 8, 8, 30), (32, 16, 16, 62), (10, 6, 5, 6), (9, 4, 3, 12)])
 def test_johnson_bound_matches_known_exact_values(n, d, w, exact):
-    assert codes._johnson_bound(n, d, w) == exact
+    assert generate._johnson_bound(n, d, w) == exact
 
 
 def test_johnson_bound_is_valid_for_small_codes():
@@ -230,12 +248,12 @@ def test_johnson_bound_is_valid_for_small_codes():
         for w in range(1, n):
             words = [x for x in range(1 << n) if bin(x).count('1') == w]
             for d in (4, 6):
-                assert largest(words, d) <= codes._johnson_bound(n, d, w), (n, d, w)
+                assert largest(words, d) <= generate._johnson_bound(n, d, w), (n, d, w)
 
 
 def test_search_helpers():
-    assert [codes._luby(i) for i in range(15)] == [1, 1, 2, 1, 1, 2, 4, 1, 1, 2, 1, 1, 2, 4, 8]
-    orders = codes._search_orders(120, 0, (1, 2))
+    assert [tabu._luby(i) for i in range(15)] == [1, 1, 2, 1, 1, 2, 4, 1, 1, 2, 1, 1, 2, 4, 8]
+    orders = tabu._search_orders(120, 0, (1, 2))
     first = [next(orders) for _ in range(5)]
     assert (first[0] == np.arange(120)).all()
     for order in first:
@@ -287,8 +305,8 @@ def test_fractional_rk_warns_once_per_generation(capsys):
     assert _count_rk_warnings(generate_scheme, 12, 10, 3) == 1  # tabu-search path
     assert _count_rk_warnings(get_scheme, 19, 10, 3) == 1  # get_scheme -> generate_scheme (not cached yet)
     assert _count_rk_warnings(get_scheme, 19, 10, 3) == 0  # cached
-    assert _count_rk_warnings(codes.main, ['-K', '11', '-N', '10', '-A', '3', '--min-distance', '4']) == 1
-    assert _count_rk_warnings(codes.main, ['-K', '12', '-N', '10', '-A', '3', '--min-distance', '6']) == 1
+    assert _count_rk_warnings(cli_main, ['-K', '11', '-N', '10', '-A', '3', '--min-distance', '4']) == 1
+    assert _count_rk_warnings(cli_main, ['-K', '12', '-N', '10', '-A', '3', '--min-distance', '6']) == 1
     capsys.readouterr()
 
 
@@ -365,14 +383,15 @@ def _cli(*args):
 
 
 def _main(capsys, *args):
-    """`codes.main` in-process: (exit code, stdout, stderr)."""
+    """The CLI's main in-process: (exit code, stdout, stderr)."""
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')
-        rc = codes.main(list(args))
+        rc = cli_main(list(args))
     out = capsys.readouterr()
     return rc, out.out, out.err
 
 
+@pytest.mark.slow
 def test_cli_subprocess_json_and_error():
     res = _cli('--classes', '37', '--subnns', '10', '--active', '3', '--json')
     assert res.returncode == 0, res.stderr
@@ -424,5 +443,5 @@ def test_cli_min_distance_reached_by_tabu_search(capsys):
 
 def test_cli_usage_error(capsys):
     with pytest.raises(SystemExit) as exc:
-        codes.main(['--classes', '10'])
+        cli_main(['--classes', '10'])
     assert exc.value.code != 0 and '--subnns' in capsys.readouterr().err

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 import timm_coded
-from timm_coded.coded_resnext import SubNNCoding, _normalize_subnns_autograd
+from timm_coded.layers.subnn_coding import SubNNCoding, _normalize_subnns_autograd
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA GPU')
 

@@ -8,43 +8,29 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import timm_coded
-from timm_coded.coded_resnext import CodedBottleneck, CodedResNeXt
+from timm_coded import CodedBottleneck, subnn_coding_reference
+from timm_coded.layers import subnn_outputs
+
+from helpers.models import make_tiny
 
 MODELS = ['coded_resnext29_10x11d', 'coded_resnext29_20x6d', 'coded_resnext50_32x4d', 'coded_resnext11_10x4d',
           'resnext29_10x11d', 'resnext29_20x6d', 'resnext11_10x4d']
+SIX = dict(layers=(1, 2, 2), channels=(8, 16, 32), cardinality=6, base_width=16, coding_ratios=('6/6', '3/6', '3/6'),
+           num_classes=6, drop_subnn_rate=0.25)  # N = 6 subNNs of width 2, two blocks in the coded stages
 
 
-def tiny(num_classes: int = 6, **kwargs) -> CodedResNeXt:
-    """3 stages x 1-2 blocks, N = 6 subNNs of width 2; ratios 6/6, 3/6, 2/6."""
-    args = dict(layers=(1, 2, 2), channels=(8, 16, 32), cardinality=6, base_width=16, stem_type='cifar',
-                coding_ratios=('6/6', '3/6', '3/6'), num_classes=num_classes, drop_subnn_rate=0.25)
-    args.update(kwargs)
-    model = CodedResNeXt(**args)
-    for m in model.modules():  # non-trivial BN so bn3's zero init doesn't hide the coded path
-        if isinstance(m, nn.BatchNorm2d):
-            nn.init.uniform_(m.weight, 0.5, 1.5)
-            nn.init.uniform_(m.bias, -0.1, 0.1)
-    return model
+def tiny(**kwargs):
+    return make_tiny(**dict(SIX, **kwargs)).train()
 
 
-# --- explicit reference: the paper's block with N separate subNN outputs t_n ------------------------------
+# --- the paper's block with N separate subNN outputs t_n ------------------------------------------------------
 def reference_block(block: CodedBottleneck, x: torch.Tensor, mask: torch.Tensor):
-    """Fig. 1(b) literally: t_n = W_n h_n, E(t_n) (Eq. 2), t̄_n = t_n / sqrt(E_avg) (Eq. 3), drop, sum."""
-    shortcut = x
-    h = block.act1(block.bn1(block.conv1(x)))
-    h = block.act2(block.bn2(block.conv2(h)))
-    n_sub = block.num_subnns
-    d = h.shape[1] // n_sub
-    w = block.conv3.weight
-    t = [F.conv2d(h[:, n * d:(n + 1) * d], w[:, n * d:(n + 1) * d]) for n in range(n_sub)]
-    energy = torch.stack([tn.pow(2).mean(dim=(1, 2, 3)) for tn in t], dim=1)  # Eq. 2
-    e_avg = energy.mean(dim=1, keepdim=True) + block.energy_eps
-    t_bar = [tn / e_avg[:, :1, None, None].sqrt() for tn in t]  # Eq. 3
-    out = sum(mask[:, n, None, None, None] * t_bar[n] for n in range(n_sub))
-    out = block.bn3(out)
-    if block.downsample is not None:
-        shortcut = block.downsample(shortcut)
-    return F.relu(out + shortcut), energy / e_avg
+    """Fig. 1(b) literally, through `subnn_coding_reference` (Eq. 2-3 and the drop on materialised t_n)."""
+    h = block.act2(block.bn2(block.conv2(block.act1(block.bn1(block.conv1(x))))))
+    t = subnn_outputs(h, block.conv3.weight, block.num_subnns)
+    out, energies = subnn_coding_reference(t, mask, block.energy_eps)
+    shortcut = block.downsample(x) if block.downsample is not None else x
+    return F.relu(block.bn3(out) + shortcut), energies
 
 
 @pytest.mark.parametrize('training', [False, True])
@@ -75,11 +61,12 @@ def test_block_matches_explicit_subnn_reference(training):
 
 
 def test_zero_input_gives_no_nan():
-    model = tiny().eval()
+    model = tiny(num_classes=6).eval()
     block = model.layer3[1]
     block.conv1.weight.data.zero_()
     for bn in (block.bn1, block.bn2):
         bn.bias.data.zero_()
+        bn.running_mean.zero_()
     x = torch.zeros(2, 128, 4, 4, requires_grad=True)
     out = block(x)
     out.sum().backward()
@@ -167,7 +154,7 @@ def test_checkpoint_with_other_codebook_fails_clearly():
     other = [row[::-1] for row in a.coding_schemes()['r3_6'].to_strings()]
     b = tiny(codebooks={'3/6': other})
     assert b.coding_schemes()['r3_6'].to_strings() == other
-    with pytest.raises(RuntimeError, match='Codebook mismatch for coding scheme r3_6'):
+    with pytest.raises(RuntimeError, match='Codebook mismatch for ratio 3/6: class 0: checkpoint'):
         b.load_state_dict(a.state_dict())
     # same codebook loads; a class-count change (new head, non-strict as timm does) only warns
     tiny().load_state_dict(a.state_dict())
@@ -264,6 +251,7 @@ def test_group_matcher_and_classifier():
     assert len(groups) == 1 + 1 + 2 + 2 + 1  # stem, 5 blocks, head
 
 
+@pytest.mark.slow
 def test_torch_compile_train_step_keeps_energies():
     model = tiny().train()
     compiled = torch.compile(model)
@@ -274,6 +262,7 @@ def test_torch_compile_train_step_keeps_energies():
     assert all(p.grad is not None for p in model.parameters())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('train', [True, False])
 def test_torch_compile_traces_one_graph(train):
     """Dynamo traces the whole model, coded op and its hand-written backward included, without a graph break."""
@@ -283,6 +272,7 @@ def test_torch_compile_traces_one_graph(train):
     assert report.graph_count == 1
 
 
+@pytest.mark.slow
 def test_torch_compile_gradients_equal_eager():
     """Compiled forward + backward (the coded op's hand-written backward traced by AOTAutograd, including its
     out= product into the weight layout) gives eager's loss and parameter gradients."""
@@ -312,20 +302,11 @@ def gradcheck_inputs(channels_last: bool):
 
 
 @pytest.mark.parametrize('channels_last', [False, True])
-def test_energy_backward_gradcheck(channels_last):
-    """The hand-written backward of SubNNEnergy against numerical gradients (float64)."""
-    from timm_coded.coded_resnext import SubNNEnergy, _energies_fp32
-    h, w = gradcheck_inputs(channels_last)
-    assert torch.autograd.gradcheck(lambda a, b: SubNNEnergy.apply(a, b, 3), (h, w))
-    torch.testing.assert_close(SubNNEnergy.apply(h, w, 3), _energies_fp32(h, w, 3))
-
-
-@pytest.mark.parametrize('channels_last', [False, True])
 @pytest.mark.parametrize('drop', [False, True])
 def test_fused_normalisation_backward_gradcheck(channels_last, drop):
     """SubNNCoding (Eq. 2-3 + dropSubNNs, hand-written backward) against numerical gradients and against
     its autograd definition, also when only one of its two outputs is used."""
-    from timm_coded.coded_resnext import SubNNCoding, _normalize_subnns_autograd
+    from timm_coded.layers.subnn_coding import SubNNCoding, _normalize_subnns_autograd
     h, w = gradcheck_inputs(channels_last)
     keep = torch.tensor([[0., 2., 2.], [2., 2., 0.]], dtype=torch.float64) if drop else None
     fused = lambda a, b: SubNNCoding.apply(a, b, keep, 3, 1e-6)
@@ -334,3 +315,14 @@ def test_fused_normalisation_backward_gradcheck(channels_last, drop):
         assert torch.autograd.gradcheck(lambda a, b: fused(a, b)[pick], (h, w))
     for out, ref in zip(fused(h, w), _normalize_subnns_autograd(h, w, 3, 1e-6, keep)):
         torch.testing.assert_close(out, ref)
+
+
+def test_fused_op_equals_the_literal_equations():
+    """normalize_subnns + the expand conv equal Eq. 2-3 + dropSubNNs written on the materialised t_n (float64)."""
+    h, w = gradcheck_inputs(channels_last=False)
+    keep = torch.tensor([[0., 2., 2.], [2., 2., 0.]], dtype=torch.float64)
+    scaled, energies = timm_coded.normalize_subnns(h, w, 3, 1e-6, keep)
+    ref_out, ref_energies = subnn_coding_reference(subnn_outputs(h, w, 3), keep, 1e-6)
+    torch.testing.assert_close(F.conv2d(scaled, w), ref_out)
+    torch.testing.assert_close(energies, ref_energies)
+    torch.testing.assert_close(timm_coded.subnn_energies(h, w, 3), subnn_outputs(h, w, 3).pow(2).mean(dim=(2, 3, 4)))

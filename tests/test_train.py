@@ -10,11 +10,10 @@ import time
 import pytest
 import torch
 
-from train_hooks.checkpoint import read_checkpoint
+from timm_coded.checkpoint import read_checkpoint
 
+from helpers import ROOT
 from helpers.data import needs_fashion_mnist
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # A narrow Coded ResNeXt on a class-balanced Fashion-MNIST subset, one channel, 28 px.
 TINY = [
@@ -64,11 +63,13 @@ def test_cpu_few_steps_logs_coded_metrics_and_checkpoints(tmp_path):
     assert float(rows[0]['lr']) == pytest.approx(0.01)  # warm-up epoch
     ckpt = read_checkpoint(os.path.join(out, 'last.pth.tar'))
     assert ckpt['epoch'] == 1 and ckpt['version'] == 2
-    assert {'state_dict', 'state_dict_ema', 'optimizer', 'scheduler', 'args', 'saver'} <= set(ckpt)
+    assert {'state_dict', 'state_dict_ema', 'optimizer', 'train_state', 'args', 'saver'} <= set(ckpt)
+    assert ckpt['train_state']['scheduler']['t_initial'] == 2 and ckpt['train_state']['amp_scaler'] is None
     assert all(t.device.type == 'cpu' for t in ckpt['state_dict'].values())
     assert result['last_eval']['top1'] >= 0 and 'dec_acc_layer2.0' in result['last_eval']
 
 
+@pytest.mark.slow
 @needs_fashion_mnist
 def test_ddp_two_gloo_processes(tmp_path):
     """torchrun, 2 CPU processes (gloo): training runs and the padded distributed evaluation sees each image once."""
@@ -94,6 +95,7 @@ def _state(path: str) -> dict:
                 lr=ckpt['optimizer']['param_groups'][0]['lr'])
 
 
+@pytest.mark.slow
 @needs_fashion_mnist
 def test_sigkill_mid_epoch_then_resume_matches_uninterrupted_run(tmp_path):
     """Kill -9 during epoch 1, --resume from last.pth.tar (end of epoch 0): the resumed run repeats epoch 1 from its
@@ -169,3 +171,41 @@ def test_cpu_baseline_without_coded_blocks_uses_timm_task(tmp_path):
                           '--experiment', 'base'])
     row = _summary(result['output_dir'])[0]
     assert 'train_loss' in row and 'eval_top1' in row and not any('coding' in k or 'dec_acc' in k for k in row)
+
+
+def _run(cmd: list, tmp_path) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, cwd=str(tmp_path), env=_env(), capture_output=True, text=True, timeout=240)
+
+
+@pytest.mark.slow
+@needs_fashion_mnist
+def test_command_line_errors_are_one_line_and_write_nothing(tmp_path):
+    """Bad input ends in one 'error: ...' line naming the problem and the fix, exit code != 0, no traceback, and no
+    output folder; the comma form of --coding-ratios is accepted."""
+    from timm_coded import CodedResNeXt
+    out = tmp_path / 'out'
+    good = tmp_path / 'good.pth'
+    torch.save(CodedResNeXt(**dict(layers=(1, 1, 1), channels=(16, 32, 64), base_width=16, cardinality=10,
+                                   stem_type='cifar', in_chans=1, num_classes=10,
+                                   coding_ratios='10/10,5/10,3/10')).state_dict(), good)
+    truncated = tmp_path / 'truncated.pth.tar'
+    truncated.write_bytes(good.read_bytes()[:good.stat().st_size // 2])
+    common = ['--epochs', '1', '--train-per-class', '2', '--val-per-class', '1', '-j', '0', '--output', str(out)]
+    cases = [
+        (['--data-dir', '/no/such/dir'], '--data-dir /no/such/dir: no such folder'),
+        (['--device', 'xla'], '--device xla needs torch_xla'),
+        (['--coding-ratios', '10/10,13/10,3/10'], "Coding ratio '13/10' gives N_act = 13, outside 1..10"),
+        (['--resume', str(truncated)], f'Corrupt or truncated checkpoint {truncated}'),
+        (['--initial-checkpoint', str(truncated)], f'Corrupt or truncated checkpoint {truncated}'),
+    ]
+    for extra, message in cases:
+        proc = _run(_train_cmd(*common, *extra), tmp_path)
+        assert proc.returncode != 0, extra
+        assert 'Traceback' not in proc.stderr and proc.stderr.strip().splitlines()[-1].startswith('error: '), (
+            extra, proc.stderr[-2000:])
+        assert message in proc.stderr, (extra, proc.stderr[-2000:])
+        assert not out.exists(), extra
+    proc = _run(_train_cmd(*common, '--coding-ratios', '10/10,5/10,3/10', '--initial-checkpoint', str(good),
+                           '--experiment', 'comma'), tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert read_checkpoint(out / 'comma' / 'last.pth.tar')['args']['coding_ratios'] == ['10/10,5/10,3/10']

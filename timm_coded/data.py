@@ -1,6 +1,7 @@
-""" Fashion-MNIST read offline from IDX files (Debian's `dataset-fashion-mnist` package by default).
+""" Datasets: the normalisation constants of the model cfgs, and Fashion-MNIST read offline from IDX files
+(Debian's `dataset-fashion-mnist` package by default).
 
-Images are 28x28 grayscale; `in_chans=3` (default) replicates the gray channel so ImageNet/CIFAR-style
+Fashion-MNIST images are 28x28 grayscale; `in_chans=3` (default) replicates the gray channel so ImageNet/CIFAR-style
 3-channel models and timm transforms work unchanged, `in_chans=1` keeps one channel.
 """
 import gzip
@@ -11,8 +12,16 @@ import numpy as np
 import torch.utils.data
 from PIL import Image
 
-__all__ = ['FashionMNIST', 'FASHION_MNIST_CLASSES', 'FASHION_MNIST_DIRS', 'balanced_indices', 'find_fashion_mnist', 'read_idx']
+__all__ = ['FashionMNIST', 'FASHION_MNIST_CLASSES', 'FASHION_MNIST_DIRS', 'FASHION_MNIST_MEAN', 'FASHION_MNIST_STD',
+           'CIFAR10_MEAN', 'CIFAR10_STD', 'CIFAR100_MEAN', 'CIFAR100_STD', 'balanced_indices', 'dataset_targets',
+           'find_fashion_mnist', 'read_idx']
 
+CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR10_STD = (0.2470, 0.2435, 0.2616)
+CIFAR100_MEAN = (0.5071, 0.4865, 0.4409)
+CIFAR100_STD = (0.2673, 0.2564, 0.2762)
+FASHION_MNIST_MEAN = (0.2860,)  # of the 60k training images, pixel / 255 (one gray channel)
+FASHION_MNIST_STD = (0.3530,)
 FASHION_MNIST_CLASSES = ('T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt', 'Sneaker',
                          'Bag', 'Ankle boot')
 FASHION_MNIST_DIRS = ('/usr/share/datasets/fashion-mnist',)
@@ -115,3 +124,12 @@ def balanced_indices(targets: np.ndarray, per_class: int, seed: int = 0) -> np.n
     rng = np.random.default_rng(seed)
     picks = [rng.choice(np.flatnonzero(targets == c), per_class, replace=False) for c in np.unique(targets)]
     return np.sort(np.concatenate(picks))
+
+
+def dataset_targets(dataset: torch.utils.data.Dataset) -> Optional[np.ndarray]:
+    """Class index of every sample without loading images, where the dataset exposes it (timm readers too)."""
+    targets = getattr(dataset, 'targets', None)
+    if targets is None:
+        samples = getattr(getattr(dataset, 'reader', None), 'samples', None)
+        targets = [s[1] for s in samples] if samples is not None else None
+    return None if targets is None else np.asarray(targets, dtype=np.int64)

@@ -1,26 +1,29 @@
-""" Coding loss (Eq. 5-6) and early decoders (§4.4) of Coded ResNeXt.
+""" Coding loss (Eq. 5-6) and early decoders (§4.4), for any model whose blocks follow the coded-block interface.
 
-Each coded block keeps the normalised energies E(t̄_n) of its last forward pass (`subnn_energies`, (B, N));
-these functions pair them with the block's codebook, so `forward(x)` never changes:
+Each coded block keeps the normalised energies E(t̄_n) of its last forward pass (`subnn_energies`, (B, N)); these
+functions pair them with the block's codebook w_l (its `coding_key` in the model's `Codebooks`), so `forward(x)`
+never changes:
 
 * Eq. 5: L_code,l = 1/N sum_n (r_l E(t̄_n) - (w_{l,k})_n)^4, averaged over the batch -> `block_coding_losses`.
 * Eq. 6: L_tot = L_class + mu * sum_l L_code,l -> `coding_loss` gives the sum; the caller adds mu * it.
-* §4.4: early decoder of block l predicts argmin_k ||r_l E(t̄) - w_{l,k}||_2 -> `early_decoder_scores`.
+* §4.4: block l predicts argmin_k ||r_l E(t̄) - w_{l,k}||_2 -> `early_decoder_scores`.
 
 Soft targets (B, K) from Mixup/CutMix or label smoothing use the probability-weighted codeword y @ W_l.
-Nothing here synchronises with the host on XLA.
+Nothing here synchronises with the host on CUDA or XLA.
 """
-from typing import Any, Dict, List, NamedTuple, Optional
+import os
+from typing import Dict, List, NamedTuple, Optional
 
 import torch
 import torch.nn as nn
 
-from .coded_resnext import CodedResNeXt
+from .layers import get_codebooks, named_coded_blocks, unwrap
 
-__all__ = ['CodedState', 'coded_state', 'coding_loss', 'block_coding_losses', 'early_decoder_scores',
-           'early_decode', 'target_codewords', 'check_class_indices', 'unwrap_coded', 'CODING_LOSS_POWER']
+__all__ = ['CodedState', 'coded_state', 'coding_loss', 'block_coding_losses', 'early_decoder_scores', 'early_decode',
+           'target_codewords', 'check_class_indices', 'resolve_mu', 'CODING_LOSS_POWER', 'MU_ENV']
 
 CODING_LOSS_POWER = 4  # §3.1.2: 4 beats 2 and |.| on CIFAR-10/100
+MU_ENV = 'TIMM_CODED_MU'
 
 
 class CodedState(NamedTuple):
@@ -29,86 +32,40 @@ class CodedState(NamedTuple):
     energies: List[torch.Tensor]  # (B, N) fp32 each
     codebooks: List[torch.Tensor]  # (K, N) fp32 each
     ratios: List[float]
-    keys: Optional[List[str]] = None  # coding scheme of each block: blocks with one key share codebook and ratio
-
-
-def unwrap_coded(model: nn.Module) -> CodedResNeXt:
-    """The CodedResNeXt inside DDP / DataParallel / torch.compile / EMA / ClassificationTask wrappers."""
-    seen = 0
-    while not isinstance(model, CodedResNeXt) and seen < 8:
-        seen += 1
-        for attr in ('_orig_mod', 'module', 'trainable_module'):
-            inner = getattr(model, attr, None)
-            if isinstance(inner, nn.Module):
-                model = inner
-                break
-        else:
-            break
-    if not isinstance(model, CodedResNeXt):
-        raise ValueError(
-            f'{type(model).__name__} is not a Coded ResNeXt (nor a DDP / compiled / EMA wrapper of one): the '
-            f'coding loss needs a model from timm_coded, e.g. timm.create_model("coded_resnext29_10x11d").')
-    return model
+    keys: List[str]  # coding scheme of each block: blocks with one key share codebook and ratio
 
 
 def coded_state(model: nn.Module, consume: bool = False) -> CodedState:
-    """Energies of the last forward pass of every coded block, with the matching codebooks.
+    """Energies of the last forward pass of every coded block (model possibly wrapped), with their codebooks.
 
     Args:
-        model: A CodedResNeXt, possibly wrapped.
         consume: Clear the stashed energies, so a second loss without a new forward pass is an error.
     """
-    net = unwrap_coded(model)
-    blocks = net.named_coded_blocks()
+    blocks = named_coded_blocks(model)
     if not blocks:
         raise ValueError(
-            f'{type(net).__name__} has no coded blocks (every coding ratio is N/N, {net.coding_ratios}): there is '
-            f'no coding loss. Build it with a ratio < 1 in some stage, e.g. coding_ratios=("10/10", "5/10", "3/10").')
+            f'{type(unwrap(model)).__name__} has no coded blocks (every coding ratio is N/N): there is no coding loss. '
+            f'Build it with a ratio < 1 in some stage, e.g. coding_ratios=("10/10", "5/10", "3/10").')
+    books = get_codebooks(model)
     energies = []
     for name, block in blocks:
         if block.subnn_energies is None:
-            raise RuntimeError(
-                f'Coded block {name} holds no energies: run a forward pass of the model before asking for the '
-                f'coding loss (each forward pass serves one loss).')
+            raise RuntimeError(f'Coded block {name} holds no energies: run a forward pass of the model before the '
+                               f'coding loss (each forward pass serves one loss).')
         energies.append(block.subnn_energies)
         if consume:
             block.subnn_energies = None
-    codebooks = {key: net.get_codebook(key) for key in {b.coding_key for _, b in blocks}}
-    return CodedState(
-        names=[n for n, _ in blocks],
-        energies=energies,
-        codebooks=[codebooks[b.coding_key] for _, b in blocks],
-        ratios=[b.coding_ratio for _, b in blocks],
-        keys=[b.coding_key for _, b in blocks],
-    )
-
-
-def target_codewords(target: torch.Tensor, codebook: torch.Tensor, validate: Optional[bool] = None) -> torch.Tensor:
-    """Target codeword per sample, (B, N): w_{l,k} for class indices, y @ W_l for soft targets (B, K).
-
-    Args:
-        validate: Check class indices are in range (`check_class_indices`); default on, except on XLA.
-    """
-    num_classes = codebook.shape[0]
-    if target.dim() == 2 and target.is_floating_point():
-        if target.shape[1] != num_classes:
-            raise ValueError(
-                f'Soft targets have {target.shape[1]} classes but the codebook has {num_classes} codewords: '
-                f'the target width must equal the model\'s num_classes.')
-        return target.float() @ codebook
-    if target.dim() != 1 or target.is_floating_point():
-        raise ValueError(
-            f'Targets must be class indices (B,) or soft targets (B, {num_classes}); got {tuple(target.shape)} '
-            f'{target.dtype}.')
-    check_class_indices(target, num_classes, validate)
-    return codebook.index_select(0, target.long())
+    codebooks = {key: books.get(key) for key in {b.coding_key for _, b in blocks}}
+    return CodedState(names=[n for n, _ in blocks], energies=energies,
+                      codebooks=[codebooks[b.coding_key] for _, b in blocks],
+                      ratios=[b.coding_ratio for _, b in blocks], keys=[b.coding_key for _, b in blocks])
 
 
 def check_class_indices(target: torch.Tensor, num_classes: int, validate: Optional[bool] = None) -> None:
-    """Raise a clear error for class indices outside 0..K-1, without stalling an accelerator.
+    """A clear error for class indices outside 0..K-1, without stalling an accelerator.
 
-    CPU: a ValueError at once. CUDA: an asynchronous device assertion carrying the same message (no host sync;
-    it surfaces at the next synchronisation). XLA: off by default, as any check there would sync.
+    CPU: a ValueError at once. CUDA: an asynchronous device assertion with the same message (it surfaces at the
+    next synchronisation). XLA: off by default, as any check there would sync.
     """
     if validate is None:
         validate = target.device.type in ('cpu', 'cuda')
@@ -124,46 +81,50 @@ def check_class_indices(target: torch.Tensor, num_classes: int, validate: Option
         torch._assert_async(~bad, message)
 
 
-def block_coding_losses(
-        state: CodedState,
-        target: torch.Tensor,
-        power: int = CODING_LOSS_POWER,
-        validate: Optional[bool] = None,
-) -> torch.Tensor:
-    """(L,) coding loss of each coded block, Eq. 5, each averaged over the batch.
+def target_codewords(target: torch.Tensor, codebook: torch.Tensor, validate: Optional[bool] = None) -> torch.Tensor:
+    """Target codeword per sample, (B, N): w_{l,k} for class indices, y @ W_l for soft targets (B, K)."""
+    num_classes = codebook.shape[0]
+    if target.dim() == 2 and target.is_floating_point():
+        if target.shape[1] != num_classes:
+            raise ValueError(f'Soft targets have {target.shape[1]} classes but the codebook has {num_classes} '
+                             f'codewords: the target width must equal the model\'s num_classes.')
+        return target.float() @ codebook
+    if target.dim() != 1 or target.is_floating_point():
+        raise ValueError(f'Targets must be class indices (B,) or soft targets (B, {num_classes}); got '
+                         f'{tuple(target.shape)} {target.dtype}.')
+    check_class_indices(target, num_classes, validate)
+    return codebook.index_select(0, target.long())
 
-    Blocks sharing a codebook (one coding scheme) are computed together: a handful of kernels per scheme.
+
+def block_coding_losses(state: CodedState, target: torch.Tensor, power: int = CODING_LOSS_POWER,
+                        validate: Optional[bool] = None) -> torch.Tensor:
+    """(L,) coding loss of each coded block (Eq. 5), each averaged over the batch.
+
+    Blocks sharing a coding scheme are computed together: a handful of kernels per scheme.
     """
-    groups: Dict[Any, List[int]] = {}  # coding scheme -> its blocks (one block per group without keys)
+    groups: Dict[str, List[int]] = {}
     for i, energy in enumerate(state.energies):
         if energy.shape[0] != target.shape[0]:
-            raise ValueError(
-                f'Batch of targets ({target.shape[0]}) differs from the last forward pass ({energy.shape[0]}).')
-        groups.setdefault(state.keys[i] if state.keys is not None else i, []).append(i)
+            raise ValueError(f'Batch of targets ({target.shape[0]}) differs from the last forward pass '
+                             f'({energy.shape[0]}).')
+        groups.setdefault(state.keys[i], []).append(i)
     device = state.energies[0].device
     target = target.to(device)
     check_class_indices(target, state.codebooks[0].shape[0], validate)
-    losses: List[torch.Tensor] = []
-    order: List[int] = []
+    losses, order = [], []
     for idx in groups.values():
         word = target_codewords(target, state.codebooks[idx[0]].to(device), validate=False)  # (B, N)
         energy = torch.stack([state.energies[i] for i in idx])  # (L_g, B, N)
-        losses.append((state.ratios[idx[0]] * energy - word).pow(power).mean(dim=(1, 2)))
+        losses.append((state.ratios[idx[0]] * energy - word).pow(power).mean(dim=(1, 2)))  # Eq. 5
         order += idx
     losses = torch.cat(losses)
     return losses if order == sorted(order) else losses[torch.tensor(order).argsort().to(device)]
 
 
-def coding_loss(
-        model: nn.Module,
-        target: torch.Tensor,
-        per_block: bool = False,
-        consume: bool = True,
-) -> torch.Tensor:
-    """Sum over coded blocks of the coding loss (Eq. 5) of the model's last forward pass, unweighted.
+def coding_loss(model: nn.Module, target: torch.Tensor, per_block: bool = False, consume: bool = True) -> torch.Tensor:
+    """sum_l L_code,l of the model's last forward pass, unweighted: `loss = criterion(out, y) + mu * coding_loss(...)`.
 
-    Use as `loss = criterion(out, y) + mu * coding_loss(model, y)` (Eq. 6). Accepts DDP-wrapped and
-    compiled models; targets are class indices (B,) or soft targets (B, K).
+    Accepts DDP-wrapped and compiled models; targets are class indices (B,) or soft targets (B, K).
 
     Args:
         per_block: Return the (L,) per-block losses instead of their sum.
@@ -171,6 +132,19 @@ def coding_loss(
     """
     losses = block_coding_losses(coded_state(model, consume=consume), target)
     return losses if per_block else losses.sum()
+
+
+def resolve_mu(model: nn.Module, mu: Optional[float] = None) -> float:
+    """mu of Eq. 6: `mu`, else $TIMM_CODED_MU, else the model's `coding_loss_weight` (6 CIFAR nets, 2 ImageNet)."""
+    if mu is None and os.environ.get(MU_ENV):
+        try:
+            mu = float(os.environ[MU_ENV])
+        except ValueError:
+            raise ValueError(f'{MU_ENV}={os.environ[MU_ENV]!r} is not a number: set it to mu, e.g. {MU_ENV}=2.')
+    mu = float(getattr(unwrap(model), 'coding_loss_weight', 1.) if mu is None else mu)
+    if mu < 0:
+        raise ValueError(f'The coding loss weight mu must be >= 0, got {mu}.')
+    return mu
 
 
 def early_decoder_scores(energy: torch.Tensor, codebook: torch.Tensor, ratio: float) -> torch.Tensor:

@@ -1,24 +1,23 @@
-""" Checkpoints of `train_hooks.train`: timm's CheckpointSaver (last, model_best, checkpoint-N history), with
+""" Checkpoints of `train_hooks.train`: timm's CheckpointSaver (last, model_best, checkpoint-N) and timm's resume.
 
-* every tensor copied to the CPU before writing (XLA tensors never reach `torch.save`),
-* the file written to a temporary name and renamed (timm's `last` swap), so a kill never leaves a torn file,
-* the LR scheduler's state stored next to model, optimizer, EMA, AMP scaler and epoch, so `--resume` continues
-  the run where its last completed epoch left it (a schedule changed by new flags, e.g. more --epochs, follows
-  the new flags, as in timm).
+timm's saver stores `unwrap_fn(model).state_dict()`, `optimizer.state_dict()` and `amp_scaler.state_dict()`
+(under `amp_scaler.state_dict_key`). `saver_kwargs` hands it views of these that copy every tensor to the CPU
+(XLA tensors never reach `torch.save`), and puts `TrainState` in the scaler's place: the AMP scaler and the LR
+scheduler in one entry, which timm's `resume_task_checkpoint` restores from the same place.
 """
-import argparse
 import logging
-import os
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Dict, Optional
 
 import torch
 
 from timm.task import load_task_ema_checkpoint, resume_task_checkpoint
-from timm.utils import CheckpointSaver, unwrap_model
+from timm.utils import unwrap_model
+
+from timm_coded.checkpoint import check_checkpoint, read_checkpoint
 
 _logger = logging.getLogger(__name__)
 
-__all__ = ['CpuCheckpointSaver', 'to_cpu', 'resume_training', 'read_checkpoint']
+__all__ = ['TrainState', 'saver_kwargs', 'resume_training', 'to_cpu']
 
 
 def to_cpu(value: Any) -> Any:
@@ -32,68 +31,44 @@ def to_cpu(value: Any) -> Any:
     return value
 
 
-class CpuCheckpointSaver(CheckpointSaver):
-    """timm's CheckpointSaver writing CPU copies, atomically, with extra training state.
+class _CpuView:
+    """`obj` whose state_dict() comes with every tensor on the CPU."""
 
-    Args:
-        extra_state: Called at each save; its dict (e.g. {'scheduler': ...}) is added to the checkpoint.
-        Other arguments as `timm.utils.CheckpointSaver`.
-    """
+    def __init__(self, obj: Any):
+        self.obj = obj
 
-    def __init__(self, *args, extra_state: Optional[Callable[[], Dict[str, Any]]] = None, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.extra_state = extra_state
-
-    def _save(self, save_path: str, epoch: int, metric: Optional[float] = None) -> None:
-        state = {
-            'epoch': epoch,
-            'arch': self.args.model if self.args is not None else type(unwrap_model(self.model)).__name__.lower(),
-            'optimizer': self.optimizer.state_dict(),
-            'version': 2,  # epoch is the last completed epoch, resume starts at epoch + 1
-        }
-        if self.args is not None:
-            state['args'] = self.args
-        if self.amp_scaler is not None:
-            state[self.amp_scaler.state_dict_key] = self.amp_scaler.state_dict()
-        state.update(self.task.get_checkpoint_state(unwrap_fn=self.unwrap_fn))
-        state.update(self.task.get_checkpoint_state(ema=True, unwrap_fn=self.unwrap_fn))
-        if self.extra_state is not None:
-            state.update(self.extra_state())
-        if metric is not None:
-            state['metric'] = metric
-        state['saver'] = self.state_dict(epoch, metric)
-        tmp_path = save_path + '.partial'
-        torch.save(to_cpu(state), tmp_path)
-        os.replace(tmp_path, save_path)
+    def state_dict(self) -> Dict[str, Any]:
+        return to_cpu(self.obj.state_dict())
 
 
-def read_checkpoint(path: str) -> Dict[str, Any]:
-    """A training checkpoint loaded on the CPU with weights_only (argparse.Namespace allowed)."""
-    with torch.serialization.safe_globals([argparse.Namespace]):
-        return torch.load(path, map_location='cpu', weights_only=True)
+class TrainState:
+    """AMP loss scaler and LR scheduler, saved and restored in the checkpoint slot timm gives the loss scaler."""
+    state_dict_key = 'train_state'
+
+    def __init__(self, loss_scaler=None, lr_scheduler=None):
+        self.loss_scaler = loss_scaler
+        self.lr_scheduler = lr_scheduler
+
+    def state_dict(self) -> Dict[str, Any]:
+        return to_cpu({'amp_scaler': self.loss_scaler.state_dict() if self.loss_scaler is not None else None,
+                       'scheduler': self.lr_scheduler.state_dict() if self.lr_scheduler is not None else None})
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        if self.loss_scaler is not None and state.get('amp_scaler') is not None:
+            self.loss_scaler.load_state_dict(state['amp_scaler'])
+        if self.lr_scheduler is not None and state.get('scheduler') is not None:
+            _load_scheduler(self.lr_scheduler, state['scheduler'])
 
 
-def resume_training(path: str, task, optimizer=None, loss_scaler=None, lr_scheduler=None) -> int:
-    """Restore model, optimizer, AMP scaler, EMA and LR scheduler from `path`; returns the epoch to start at."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f'--resume {path!r}: no such checkpoint. Point it at a last.pth.tar or '
-                                f'checkpoint-N.pth.tar written by train_hooks.train.')
-    start_epoch = resume_task_checkpoint(task, path, optimizer=optimizer, loss_scaler=loss_scaler)
-    checkpoint = read_checkpoint(path)
-    if task.has_ema():
-        if checkpoint.get('state_dict_ema') is None:
-            _logger.warning(f'{path} holds no EMA weights: the EMA restarts from the resumed model weights.')
-            task.get_trainable_module(ema=True).set(unwrap_model(task.get_trainable_module()))
-        else:
-            load_task_ema_checkpoint(task, path)
-    if lr_scheduler is not None and checkpoint.get('scheduler') is not None:
-        _resume_scheduler(lr_scheduler, checkpoint['scheduler'])
-    return start_epoch or 0
+def saver_kwargs(optimizer: torch.optim.Optimizer, train_state: TrainState) -> Dict[str, Any]:
+    """The arguments of timm's CheckpointSaver that make it write CPU tensors and the training state."""
+    return dict(optimizer=_CpuView(optimizer), amp_scaler=train_state,
+                unwrap_fn=lambda model: _CpuView(unwrap_model(model)))
 
 
-def _resume_scheduler(lr_scheduler, stored: Dict[str, Any]) -> None:
-    """Load the saved scheduler state unless the schedule flags changed since (then the new flags rule, as
-    in timm's train.py, which rebuilds the schedule and steps it to the resumed epoch)."""
+def _load_scheduler(lr_scheduler, stored: Dict[str, Any]) -> None:
+    """Load the saved scheduler state unless the schedule flags changed since (then the new flags rule, as in
+    timm's train.py, which rebuilds the schedule and steps it to the resumed epoch)."""
     fresh = lr_scheduler.state_dict()
     evolving = {'metric', 'best', 'last_epoch'}  # updated while training; the rest is configuration
     changed = sorted(k for k in set(fresh) | set(stored) if k not in evolving and fresh.get(k) != stored.get(k))
@@ -102,3 +77,16 @@ def _resume_scheduler(lr_scheduler, stored: Dict[str, Any]) -> None:
                         f'follows the current flags from the resumed epoch on.')
         return
     lr_scheduler.load_state_dict(stored)
+
+
+def resume_training(path: str, task, optimizer=None, train_state: Optional[TrainState] = None) -> int:
+    """Restore model, optimizer, AMP scaler, LR scheduler and EMA from `path`; returns the epoch to start at."""
+    check_checkpoint(path)
+    start_epoch = resume_task_checkpoint(task, path, optimizer=optimizer, loss_scaler=train_state)
+    if task.has_ema():
+        if read_checkpoint(path).get('state_dict_ema') is None:
+            _logger.warning(f'{path} holds no EMA weights: the EMA restarts from the resumed model weights.')
+            task.get_trainable_module(ema=True).set(unwrap_model(task.get_trainable_module()))
+        else:
+            load_task_ema_checkpoint(task, path)
+    return start_epoch or 0

@@ -8,6 +8,7 @@
   has the same shape (XLA) and distributed ranks see disjoint real samples; the evaluator ignores target -1.
 """
 import math
+import os
 from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 
 import numpy as np
@@ -19,15 +20,12 @@ from timm.data import FastCollateMixup, Mixup, create_dataset, create_loader, ra
 from timm.data.random_erasing import RandomErasing
 from timm.data.transforms import MaybePILToTensor, MaybeToTensor, str_to_pil_interp
 
-from timm_coded.data import FashionMNIST, balanced_indices
+from timm_coded.data import FashionMNIST, balanced_indices, dataset_targets
 
-__all__ = ['FASHION_MNIST', 'FASHION_MNIST_MEAN', 'FASHION_MNIST_STD', 'ClassSubset', 'PaddedDataset',
-           'MixupCollate', 'cifar_train_transform', 'create_datasets', 'create_mixup', 'create_train_loader',
-           'create_eval_loader', 'dataset_targets']
+__all__ = ['FASHION_MNIST', 'ClassSubset', 'PaddedDataset', 'MixupCollate', 'cifar_train_transform',
+           'create_datasets', 'create_mixup', 'create_train_loader', 'create_eval_loader']
 
 FASHION_MNIST = 'fashion_mnist'
-FASHION_MNIST_MEAN = (0.2860,)  # of the 60k training images, pixel / 255
-FASHION_MNIST_STD = (0.3530,)
 PAD_TARGET = -1
 
 
@@ -101,17 +99,6 @@ class MixupCollate:
         return self.mixup(input, target)
 
 
-def dataset_targets(dataset: torch.utils.data.Dataset) -> Optional[np.ndarray]:
-    """Class index of every sample without loading images, where the dataset exposes it."""
-    targets = getattr(dataset, 'targets', None)
-    if targets is None:
-        reader = getattr(dataset, 'reader', None)
-        samples = getattr(reader, 'samples', None)
-        if samples is not None:
-            targets = [s[1] for s in samples]
-    return None if targets is None else np.asarray(targets, dtype=np.int64)
-
-
 def _subset(dataset: torch.utils.data.Dataset, per_class: Optional[int], seed: int, what: str):
     if not per_class:
         return dataset
@@ -129,6 +116,10 @@ def _subset(dataset: torch.utils.data.Dataset, per_class: Optional[int], seed: i
 
 def create_datasets(args, in_chans: int) -> Tuple[torch.utils.data.Dataset, torch.utils.data.Dataset]:
     """Train and evaluation datasets of `args.dataset` (optionally class-balanced subsets)."""
+    if args.data_dir and not os.path.isdir(args.data_dir) and not args.dataset_download:
+        raise FileNotFoundError(f'--data-dir {args.data_dir}: no such folder. Point it at the dataset\'s root folder'
+                                + (' (or leave it out for Debian\'s dataset-fashion-mnist).'
+                                   if args.dataset.lower() == FASHION_MNIST else '.'))
     if args.dataset.lower() == FASHION_MNIST:
         train = FashionMNIST(args.data_dir or None, split=args.train_split, in_chans=in_chans)
         val = FashionMNIST(args.data_dir or None, split=args.val_split, in_chans=in_chans)

@@ -112,17 +112,17 @@ def setup_runtime(args) -> Runtime:
     device = args.device or default_device()
     if device.split(':')[0] == 'xla':
         if importlib.util.find_spec('torch_xla') is None:
-            raise RuntimeError('--device xla needs torch_xla: build the XLA virtualenv with '
-                               '`bash scripts/xla_env.sh` and run with .venv-xla/bin/python.')
+            raise SystemExit('error: --device xla needs torch_xla, which is not installed here: build the XLA '
+                             'virtualenv with `bash scripts/xla_env.sh` and run with .venv-xla/bin/python.')
         if is_distributed_env():
-            raise RuntimeError('XLA training runs as one process per host with SPMD over its devices; do not '
-                               'launch it with torchrun (drop torchrun, keep --device xla).')
+            raise SystemExit('error: XLA training runs as one process per host with SPMD over its devices; do not '
+                             'launch it with torchrun (drop torchrun, keep --device xla).')
         from .xla import setup_xla
         info = setup_xla(args.xla_spmd)
         args.device, args.distributed, args.world_size, args.rank, args.local_rank = 'xla', False, 1, 0, 0
         return Runtime(device=info['device'], spmd=info['spmd'], mesh=info['mesh'], num_devices=info['num_devices'])
     if args.xla_spmd:
-        raise ValueError(f'--xla-spmd needs --device xla, got --device {device}.')
+        raise SystemExit(f'error: --xla-spmd needs --device xla, got --device {device}.')
     args.device = device
     dev = init_distributed_device(args)
     if args.distributed:

@@ -85,6 +85,12 @@ def train_cmd(model: str, out: Path, device: str, data_dir: str, scale: float) -
             '--log-interval', '20', '--workers', '0' if device == 'cpu' else '4']
 
 
+def export_command(checkpoint: Path, metrics: Path, out: Path) -> List[str]:
+    """The Hub export stage: `python -m hub_cards.push --dry-run` with the measured metrics and class names."""
+    return [sys.executable, '-m', 'hub_cards.push', '--checkpoint', str(checkpoint), '--repo-id', REPO_ID,
+            '--dry-run', str(out), '--metrics', str(metrics), '--label-names', ','.join(FASHION_MNIST_CLASSES)]
+
+
 def read_best(summary: Path) -> Dict[str, float]:
     """Best-epoch row of a training summary.csv (by eval top-1)."""
     with open(summary) as f:
@@ -136,10 +142,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     if export.exists():
         import shutil
         shutil.rmtree(export)
-    run_stage('hub_export', [
-        sys.executable, '-m', 'hub_cards.push', '--checkpoint', str(ckpt[CODED]), '--repo-id', REPO_ID,
-        '--dry-run', str(export), '--metrics', str(metrics_path), '--dataset', 'fashion_mnist',
-        '--label-names', ','.join(FASHION_MNIST_CLASSES)], logs, timings)
+    run_stage('hub_export', export_command(ckpt[CODED], metrics_path, export), logs, timings)
 
     timings['total'] = time.time() - t_start
     report = write_report(out, best, results, timings, device, scale)

@@ -1,6 +1,6 @@
 """ Coding loss for stock timm `train.py`: `python train.py --device-modules train_hooks.timm_patch ...`.
 
-Importing this module registers the Coded ResNeXt models (`import timm_coded`) and patches
+Importing this module registers the Coded ResNeXt models (it imports `timm_coded`) and patches
 `timm.task.ClassificationTask.forward` in place, once (importing it again changes nothing). The patched
 forward adds mu * coding loss (Eq. 6) only when the task trains a Coded ResNeXt with coded blocks; every
 other model trains exactly as before. mu: $TIMM_CODED_MU, else the model's `coding_loss_weight`
@@ -10,8 +10,9 @@ import logging
 
 from timm.task import ClassificationTask
 
-import timm_coded  # noqa: F401  (registers the models)
-from train_hooks.task import add_coding_loss, find_coded, resolve_mu
+from timm_coded.layers import named_coded_blocks
+from timm_coded.loss import resolve_mu
+from train_hooks.task import add_coding_loss
 
 _logger = logging.getLogger('train')
 _PATCH_FLAG = '__timm_coded_patched__'
@@ -20,13 +21,13 @@ _PATCH_FLAG = '__timm_coded_patched__'
 def _coded_forward(original):
     def forward(self, input, target):
         result = original(self, input, target)
-        net = None if getattr(self, 'adds_coding_loss', False) else find_coded(self.trainable_module)
-        if net is None:
+        blocks = None if getattr(self, 'adds_coding_loss', False) else named_coded_blocks(self.trainable_module)
+        if not blocks:
             return result
         mu = getattr(self, '_timm_coded_mu', None)
         if mu is None:
-            mu = self._timm_coded_mu = resolve_mu(net)
-            _logger.info(f'timm_coded: coding loss active (Eq. 6), mu={mu:g}, {len(net.coded_blocks())} coded blocks')
+            mu = self._timm_coded_mu = resolve_mu(self.trainable_module)
+            _logger.info(f'timm_coded: coding loss active (Eq. 6), mu={mu:g}, {len(blocks)} coded blocks')
         return add_coding_loss(result, self.trainable_module, target, mu)
     setattr(forward, _PATCH_FLAG, True)
     forward.__wrapped__ = original

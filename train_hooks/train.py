@@ -31,18 +31,19 @@ from timm.models import safe_model_name
 from timm.optim import create_optimizer_v2, optimizer_kwargs
 from timm.scheduler import create_scheduler_v2, scheduler_kwargs
 from timm.task import ClassificationTask
-from timm.utils import NativeScaler, distribute_bn, get_outdir, random_seed, setup_default_logging, trim_summary, \
-    update_summary
+from timm.utils import CheckpointSaver, NativeScaler, distribute_bn, get_outdir, random_seed, setup_default_logging, \
+    trim_summary, update_summary
 
-import timm_coded  # noqa: F401  (registers the Coded ResNeXt models)
+from timm_coded.checkpoint import CheckpointError, check_checkpoint
+from timm_coded.data import FASHION_MNIST_MEAN, FASHION_MNIST_STD, dataset_targets
+from timm_coded.layers import named_coded_blocks
 
 from .args import parse_args
-from .checkpoint import CpuCheckpointSaver, resume_training
-from .data import FASHION_MNIST, FASHION_MNIST_MEAN, FASHION_MNIST_STD, create_datasets, create_eval_loader, \
-    create_mixup, create_train_loader, dataset_targets
+from .checkpoint import TrainState, resume_training, saver_kwargs
+from .data import FASHION_MNIST, create_datasets, create_eval_loader, create_mixup, create_train_loader
 from .device import Runtime, epoch_seed, setup_runtime
 from .loop import train_one_epoch, validate
-from .task import CodedClassificationTask, find_coded
+from .task import CodedClassificationTask
 
 _logger = logging.getLogger('train')
 
@@ -64,6 +65,8 @@ def build_model(args) -> nn.Module:
         kwargs['coding_ratios'] = tuple(args.coding_ratios)
     if args.drop_path is not None:
         kwargs['drop_path_rate'] = args.drop_path
+    if args.initial_checkpoint:
+        check_checkpoint(args.initial_checkpoint)
     try:
         model = timm.create_model(
             args.model,
@@ -75,8 +78,10 @@ def build_model(args) -> nn.Module:
             **kwargs,
         )
     except TypeError as e:
-        raise SystemExit(f'Cannot build {args.model!r} with {kwargs}: {e}. --drop-subnn / --coding-ratios apply to '
-                         f'Coded ResNeXt models only; check --model-kwargs names.')
+        raise SystemExit(f'error: cannot build {args.model!r} with {kwargs}: {e}. --drop-subnn / --coding-ratios '
+                         f'apply to Coded ResNeXt models only; check --model-kwargs names.')
+    except (ValueError, RuntimeError) as e:
+        raise SystemExit(f'error: cannot build {args.model!r}: {e}')
     if args.num_classes is None:
         args.num_classes = model.num_classes
     if args.grad_checkpointing:
@@ -88,7 +93,7 @@ def build_task(model: nn.Module, args, rt: Runtime, mixup_active: bool) -> Class
     """CodedClassificationTask (coding loss) for models with coded blocks, timm's ClassificationTask otherwise."""
     criterion = create_classification_loss(smoothing=args.smoothing, soft_targets=mixup_active)
     common = dict(criterion=criterion, device=rt.device, verbose=rt.is_primary)
-    if find_coded(model) is not None:
+    if named_coded_blocks(model):
         return CodedClassificationTask(model, coding_loss_weight=args.coding_loss_weight, **common)
     if args.coding_loss_weight:
         _logger.warning(f'{args.model} has no coded blocks: --coding-loss-weight is ignored.')
@@ -156,8 +161,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     if args.dataset.lower() == FASHION_MNIST and args.mean is None and args.std is None:
         args.mean, args.std = list(FASHION_MNIST_MEAN), list(FASHION_MNIST_STD)
     model = build_model(args)
-    coded = find_coded(model)
-    block_names: List[str] = coded.coded_block_names() if coded is not None else []
+    block_names: List[str] = [n for n, _ in named_coded_blocks(model)]
     data_config = resolve_data_config(vars(args), model=model, verbose=rt.is_primary)
     eval_config = resolve_data_config(vars(args), model=model, use_test_size=True)
     if rt.is_primary:
@@ -202,11 +206,12 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
         optimizer, **scheduler_kwargs(args, decreasing_metric=args.eval_metric == 'loss'),
         updates_per_epoch=updates_per_epoch)
 
+    train_state = TrainState(loss_scaler, lr_scheduler)
     start_epoch = 0
     if args.resume:
         start_epoch = resume_training(
-            args.resume, task, optimizer=None if args.no_resume_opt else optimizer, loss_scaler=loss_scaler,
-            lr_scheduler=None if args.no_resume_opt else lr_scheduler)
+            args.resume, task, optimizer=None if args.no_resume_opt else optimizer,
+            train_state=TrainState(loss_scaler, None if args.no_resume_opt else lr_scheduler))
     if args.start_epoch is not None:
         start_epoch = args.start_epoch
     if lr_scheduler is not None and start_epoch > 0:
@@ -224,10 +229,9 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     decreasing = args.eval_metric == 'loss'
     if rt.is_primary:
         output_dir = _output_dir(args, data_config)
-        saver = CpuCheckpointSaver(
-            model=model, optimizer=optimizer, args=args, amp_scaler=loss_scaler, checkpoint_dir=output_dir,
-            recovery_dir=output_dir, decreasing=decreasing, max_history=args.checkpoint_hist, task=task,
-            extra_state=lambda: {'scheduler': lr_scheduler.state_dict()} if lr_scheduler is not None else {})
+        saver = CheckpointSaver(
+            model=model, args=args, checkpoint_dir=output_dir, recovery_dir=output_dir, decreasing=decreasing,
+            max_history=args.checkpoint_hist, task=task, **saver_kwargs(optimizer, train_state))
         with open(os.path.join(output_dir, 'args.yaml'), 'w') as f:
             f.write(args_text)
         if args.resume and os.path.dirname(os.path.abspath(args.resume)) == os.path.abspath(output_dir):
@@ -292,4 +296,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
 
 
 if __name__ == '__main__':
-    main(sys.argv[1:])
+    try:
+        main(sys.argv[1:])
+    except (CheckpointError, FileNotFoundError) as e:
+        sys.exit(f'error: {e}')

@@ -10,13 +10,13 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 import timm_coded
-from timm_coded.coded_resnext import CodedResNeXt
+
+from helpers.models import make_tiny
 
 
-def build() -> CodedResNeXt:
-    torch.manual_seed(0)
-    return CodedResNeXt(layers=(1, 1, 1), channels=(8, 16, 32), cardinality=6, base_width=16, stem_type='cifar',
-                        coding_ratios=('6/6', '3/6', '2/6'), num_classes=6, drop_subnn_rate=0.)
+def build():
+    return make_tiny(channels=(8, 16, 32), cardinality=6, coding_ratios=('6/6', '3/6', '2/6'), num_classes=6,
+                     drop_subnn_rate=0.)
 
 
 def batch():

@@ -60,6 +60,7 @@ def pytest_collection_modifyitems(config, items):
         params = getattr(getattr(item, 'callspec', None), 'params', {})
         model = str(params.get('model_name', '')).split('.')[0]  # cfg tests include pretrained tags
         if model in ours and not any(fnmatch.fnmatchcase(item.name, p) for p in exclusions):
+            item.add_marker(pytest.mark.slow)  # timm's upstream suite runs in the full suite, not the fast lane
             keep.append(item)
         else:
             drop.append(item)

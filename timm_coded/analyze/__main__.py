@@ -13,8 +13,8 @@ from typing import List, Optional
 
 from timm.utils import ParseKwargs
 
-import timm_coded  # noqa: F401  (registers the models)
-from .loading import FASHION_MNIST_NAMES, build_dataset, load_model, resolve_eval_config, subsample
+from ..checkpoint import CheckpointError, model_from_checkpoint
+from .loading import FASHION_MNIST_NAMES, build_dataset, resolve_eval_config, subsample
 from .report import run_analysis, write_report
 
 
@@ -85,7 +85,8 @@ def _logger():
 
 def main(argv: Optional[List[str]] = None) -> str:
     args = build_parser().parse_args(argv)
-    model, train_args = load_model(args.model, args.checkpoint, args.model_kwargs, args.use_ema, args.device)
+    model, train_args, _ = model_from_checkpoint(args.checkpoint, args.model, args.model_kwargs, args.use_ema)
+    model.to(args.device)
     overrides = {'input_size': args.input_size, 'mean': args.mean, 'std': args.std, 'crop_pct': args.crop_pct,
                  'interpolation': args.interpolation}
     data_config = resolve_eval_config(model, train_args, overrides)
@@ -94,8 +95,8 @@ def main(argv: Optional[List[str]] = None) -> str:
     if args.baseline_model or args.baseline_checkpoint:
         if not (args.baseline_model and args.baseline_checkpoint):
             raise SystemExit('error: the baseline needs both --baseline-model and --baseline-checkpoint.')
-        baseline, _ = load_model(args.baseline_model, args.baseline_checkpoint, args.baseline_model_kwargs,
-                                 args.use_ema, args.device)
+        baseline = model_from_checkpoint(args.baseline_checkpoint, args.baseline_model, args.baseline_model_kwargs,
+                                         args.use_ema)[0].to(args.device)
     train_set = subsample(build_dataset(args.dataset, args.train_split, args.data_dir, data_config, in_chans),
                           args.train_samples, args.seed)
     test_set = subsample(build_dataset(args.dataset, args.val_split, args.data_dir, data_config, in_chans),
@@ -128,5 +129,5 @@ def main(argv: Optional[List[str]] = None) -> str:
 if __name__ == '__main__':
     try:
         main()
-    except (ValueError, FileNotFoundError, ImportError) as e:
+    except (CheckpointError, ValueError, FileNotFoundError, ImportError) as e:
         sys.exit(f'error: {e}')

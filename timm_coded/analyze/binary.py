@@ -20,8 +20,9 @@ import torch.nn as nn
 from timm.models.resnet import Bottleneck
 from torch.utils.flop_counter import FlopCounterMode
 
-from ..coded_resnext import CodedBottleneck, subnn_energies
-from .subnns import active_subnns, check_class_index, grouped_blocks, resolve_resnext, stage_names
+from ..layers import subnn_energies, unwrap
+from ..models import CodedBottleneck
+from .subnns import active_subnns, check_class_index, grouped_blocks, residual_blocks
 
 __all__ = ['BinaryBottleneck', 'BinaryClassifier', 'extract_binary_classifier', 'count_parameters', 'count_flops',
            'binary_classifier_cost', 'save_binary_classifier', 'load_binary_classifier', 'push_binary_classifier']
@@ -135,7 +136,7 @@ class BinaryClassifier(nn.Module):
 
     def __init__(self, model: nn.Module, class_index: int, keep: Mapping[str, Sequence[int]]):
         super().__init__()
-        net = resolve_resnext(model)
+        net = unwrap(model)
         if not isinstance(net.fc, nn.Linear):
             raise ValueError('The model has no classifier (num_classes=0): a binary classifier needs its fc layer.')
         self.class_index = int(class_index)
@@ -150,12 +151,11 @@ class BinaryClassifier(nn.Module):
         self.pretrained_cfg.pop('label_names', None)
         for name in ('conv1', 'bn1', 'act1', 'maxpool'):
             self.add_module(name, copy.deepcopy(getattr(net, name)))
-        stages = stage_names(net)
-        if len(stages) > 4:
-            raise ValueError(f'At most 4 stages are supported, the model has {len(stages)}.')
-        for i, stage in enumerate(stages):
-            blocks = [BinaryBottleneck(b, self.kept_subnns[f'{stage}.{j}']) if f'{stage}.{j}' in self.kept_subnns
-                      else copy.deepcopy(b) for j, b in enumerate(getattr(net, stage))]
+        stages: Dict[str, List[nn.Module]] = {}
+        for name, b in residual_blocks(net):
+            stages.setdefault(name.split('.')[0], []).append(
+                BinaryBottleneck(b, self.kept_subnns[name]) if name in self.kept_subnns else copy.deepcopy(b))
+        for i, blocks in enumerate(stages.values()):
             self.add_module(f'layer{i + 1}', nn.Sequential(*blocks))
         self.global_pool = copy.deepcopy(net.global_pool)
         self.fc = nn.Linear(net.fc.in_features, 1, bias=net.fc.bias is not None,
@@ -219,11 +219,14 @@ def extract_binary_classifier(
         active: {block name: subNN indices to keep}; default the codewords of `model` for class k. Pass
             `active_subnns(coded_model, k)` to extract the same branches from a plain ResNeXt (the §4.3 baseline).
     """
-    net = resolve_resnext(model)
+    net = unwrap(model)
+    blocks = dict(grouped_blocks(net))
+    if not blocks:
+        raise ValueError(f'{type(net).__name__} has no ResNeXt blocks with subNNs: binary classifiers are cut from a '
+                         f'Coded ResNeXt, or with active=... from a plain ResNeXt.')
     class_index = check_class_index(net, class_index)
     if active is None:
         active = active_subnns(net, class_index)  # raises for a model without coded blocks
-    blocks = dict(grouped_blocks(net))
     unknown = [k for k in active if k not in blocks]
     if unknown:
         raise ValueError(f'Blocks {unknown} are not blocks with subNNs of this model (it has {list(blocks)}): '
@@ -242,21 +245,23 @@ def count_parameters(module: nn.Module) -> int:
 
 @torch.no_grad()
 def count_flops(module: nn.Module, input_size: Sequence[int], batch_size: int = 1) -> int:
-    """FLOPs of one eval forward pass at `input_size` (C, H, W), counted by torch's FlopCounterMode."""
+    """FLOPs of one eval forward pass at `input_size` (C, H, W), counted by torch's FlopCounterMode. Every
+    submodule's train / eval mode is restored afterwards (wrappers such as EarlyExit share their modules)."""
     p = next(module.parameters())
     x = torch.zeros(batch_size, *input_size, device=p.device, dtype=p.dtype)
-    was_training = module.training
+    modes = [(m, m.training) for m in module.modules()]
     module.eval()
     counter = FlopCounterMode(display=False)
     with counter:
         module(x)
-    module.train(was_training)
+    for m, training in modes:
+        m.training = training
     return int(counter.get_total_flops())
 
 
 def binary_classifier_cost(model: nn.Module, bc: nn.Module, input_size: Sequence[int]) -> Dict[str, float]:
     """Exact parameter count and FLOPs of `bc`, and their share of the full model's."""
-    net = resolve_resnext(model)
+    net = unwrap(model)
     params, params_full = count_parameters(bc), count_parameters(net)
     flops, flops_full = count_flops(bc, input_size), count_flops(net, input_size)
     return {'params': params, 'params_full': params_full, 'param_share': params / params_full,

@@ -10,9 +10,10 @@ from typing import Dict, List, Union
 import torch
 import torch.nn as nn
 
-from ..coded_resnext import CodedBottleneck, subnn_energies
+from ..layers import get_codebooks, subnn_energies, unwrap
 from ..loss import early_decoder_scores
-from .subnns import coded_block_items, resolve_resnext, stage_names
+from ..models import CodedBottleneck
+from .subnns import coded_blocks, residual_blocks
 
 __all__ = ['EarlyExit', 'block_energies', 'decoder_accuracy', 'agreement_table']
 
@@ -38,8 +39,8 @@ class EarlyExit(nn.Module):
 
     def __init__(self, model: nn.Module, block: Union[int, str]):
         super().__init__()
-        net = resolve_resnext(model)
-        items = coded_block_items(net)
+        net = unwrap(model)
+        items = coded_blocks(net)
         names = [n for n, _ in items]
         if isinstance(block, str):
             if block not in names:
@@ -53,19 +54,11 @@ class EarlyExit(nn.Module):
         self.block_name, exit_block = items[index]
         self.decoder_index = index
         self.stem = nn.Sequential(net.conv1, net.bn1, net.act1, net.maxpool)
-        prefix = []
-        for stage in stage_names(net):
-            for i, b in enumerate(getattr(net, stage)):
-                if f'{stage}.{i}' == self.block_name:
-                    break
-                prefix.append(b)
-            else:
-                continue
-            break
-        self.blocks = nn.Sequential(*prefix)
+        names = [n for n, _ in residual_blocks(net)]
+        self.blocks = nn.Sequential(*[b for _, b in residual_blocks(net)[:names.index(self.block_name)]])
         self.exit_block = exit_block
         self.ratio = float(exit_block.coding_ratio)
-        self.register_buffer('codebook', net.get_codebook(exit_block.coding_key).clone(), persistent=False)
+        self.register_buffer('codebook', get_codebooks(net).get(exit_block.coding_key).clone(), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.blocks(self.stem(x))

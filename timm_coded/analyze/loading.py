@@ -1,14 +1,12 @@
-""" Loading what an analysis needs: the trained model from its checkpoint, the preprocessing it was trained
-with, and the datasets (Fashion-MNIST, an out-of-distribution set, or any timm dataset / image folder).
+""" The data an analysis needs: the preprocessing the model was trained with, and the datasets (Fashion-MNIST,
+an out-of-distribution set, or any timm dataset / image folder).
 
 Preprocessing follows training: `timm.data.resolve_data_config` reads the input size, mean / std, crop and
 interpolation from the `args` a timm `CheckpointSaver` stores in the checkpoint (train.py's flags), falling
 back to the model's `pretrained_cfg`; `timm.data.create_transform` builds the eval transform from them.
 """
-import argparse
-import os
 import warnings
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Optional
 
 import numpy as np
 import torch
@@ -16,74 +14,16 @@ import torch.nn as nn
 import torch.utils.data
 from PIL import Image
 
-import timm
 from timm.data import create_dataset, create_transform, resolve_data_config
-from timm.models import load_checkpoint
 
-from ..data import FashionMNIST, balanced_indices
+from ..data import FashionMNIST, balanced_indices, dataset_targets
 
-__all__ = ['read_checkpoint_args', 'load_model', 'resolve_eval_config', 'build_dataset', 'subsample', 'DigitsOOD',
+__all__ = ['resolve_eval_config', 'build_dataset', 'subsample', 'DigitsOOD',
            'FASHION_MNIST_NAMES', 'OOD_DIGITS_NAMES']
 
 FASHION_MNIST_NAMES = ('fashion_mnist', 'fashion-mnist', 'fashionmnist')
 OOD_DIGITS_NAMES = ('digits', 'uci_digits')
 _ARG_KEYS = ('input_size', 'img_size', 'in_chans', 'mean', 'std', 'crop_pct', 'crop_mode', 'interpolation')
-
-
-def read_checkpoint_args(path: str) -> Dict[str, Any]:
-    """The non-tensor training metadata of a checkpoint: {'arch', 'args' (dict)}; empty for bare weights."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f'Checkpoint {path} not found.')
-    if path.endswith('.safetensors'):
-        return {}
-    from timm.utils.checkpoint_saver import load_checkpoint_metadata
-    meta = load_checkpoint_metadata(path)
-    if not isinstance(meta, dict) or 'state_dict' not in meta:
-        return {}
-    args = meta.get('args')
-    if isinstance(args, argparse.Namespace):
-        args = vars(args)
-    return {'arch': meta.get('arch'), 'args': dict(args) if isinstance(args, dict) else {}}
-
-
-def load_model(
-        model_name: Optional[str] = None,
-        checkpoint: Optional[str] = None,
-        model_kwargs: Optional[Dict[str, Any]] = None,
-        use_ema: bool = False,
-        device: str = 'cpu',
-) -> Tuple[nn.Module, Dict[str, Any]]:
-    """Build the model and load a checkpoint (timm CheckpointSaver .pth.tar, bare state_dict or safetensors).
-
-    The architecture and its kwargs (num_classes, in_chans, model_kwargs) default to those recorded in the
-    checkpoint's training args; `model_name` / `model_kwargs` override them. Returns (model in eval mode,
-    training args dict).
-    """
-    meta = read_checkpoint_args(checkpoint) if checkpoint else {}
-    train_args = meta.get('args', {})
-    arch = model_name or meta.get('arch')
-    if not arch:
-        raise ValueError('No model architecture: pass --model NAME (the checkpoint does not record one).')
-    if model_name and train_args.get('model') and train_args['model'] != model_name:
-        raise ValueError(f'The checkpoint was trained as {train_args["model"]!r}, not {model_name!r}: pass '
-                         f'--model {train_args["model"]} (or leave --model out).')
-    kwargs: Dict[str, Any] = {}
-    for key in ('num_classes', 'in_chans'):
-        if train_args.get(key) is not None:
-            kwargs[key] = train_args[key]
-    kwargs.update(train_args.get('model_kwargs') or {})
-    kwargs.update(model_kwargs or {})
-    model = timm.create_model(arch, pretrained=False, **kwargs)
-    if checkpoint:
-        try:
-            load_checkpoint(model, checkpoint, use_ema=use_ema, strict=True)
-        except RuntimeError as e:
-            if 'Codebook mismatch' in str(e):
-                raise ValueError(f'Checkpoint {checkpoint} does not fit {arch}: {e}') from None
-            raise ValueError(
-                f'Checkpoint {checkpoint} does not fit {arch} built with {kwargs}: {e}\nPass the --model and '
-                f'--model-kwargs (num_classes, in_chans, layers, ...) the checkpoint was trained with.') from None
-    return model.to(device).eval(), train_args
 
 
 def resolve_eval_config(model: nn.Module, train_args: Optional[Dict[str, Any]] = None,
@@ -171,21 +111,11 @@ def build_dataset(name: str, split: str, data_dir: Optional[str] = None, data_co
     return ds
 
 
-def _targets(ds: torch.utils.data.Dataset) -> Optional[np.ndarray]:
-    t = getattr(ds, 'targets', None)
-    if t is None:
-        reader = getattr(ds, 'reader', None)
-        samples = getattr(reader, 'samples', None)
-        if samples is not None:
-            t = [s[1] for s in samples]
-    return None if t is None else np.asarray(t)
-
-
 def subsample(ds: torch.utils.data.Dataset, max_samples: Optional[int], seed: int = 0) -> torch.utils.data.Dataset:
     """At most `max_samples` samples, class-balanced when the dataset exposes its targets."""
     if not max_samples or max_samples >= len(ds):
         return ds
-    targets = _targets(ds)
+    targets = dataset_targets(ds)
     if targets is not None and len(targets) == len(ds) and (targets >= 0).all():
         per_class = max(1, max_samples // len(np.unique(targets)))
         counts = np.bincount(targets)

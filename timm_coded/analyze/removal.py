@@ -10,7 +10,8 @@ from typing import Dict, Iterable, List, Optional, Tuple
 import torch
 import torch.nn as nn
 
-from .subnns import coded_block_items, forward_stem, remove_subnns, residual_blocks, resolve_resnext
+from ..layers import get_codebooks, unwrap
+from .subnns import coded_blocks, forward_stem, remove_subnns, residual_blocks
 
 __all__ = ['removal_masks', 'removal_curves']
 
@@ -47,8 +48,9 @@ def removal_curves(
         batches: (images, targets) batches of a validation set.
         blocks: Coded block names (default all coded blocks).
     """
-    net = resolve_resnext(model)
-    items = dict(coded_block_items(net))
+    net = unwrap(model)
+    items = dict(coded_blocks(net))
+    books = get_codebooks(net)
     blocks = list(items) if blocks is None else blocks
     for name in blocks:
         if name not in items:
@@ -70,7 +72,7 @@ def removal_curves(
             h = forward_stem(net, x)
             for _, block in sequence[:start[name]]:
                 h = block(h)
-            words = net.get_codebook(items[name].coding_key).to(device).index_select(0, y)
+            words = books.get(items[name].coding_key).to(device).index_select(0, y)
             for mode, ks in plans[name].items():
                 noise = torch.rand(words.shape, generator=gen)
                 for k in ks:

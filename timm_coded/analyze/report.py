@@ -23,7 +23,8 @@ from .binary import binary_classifier_cost, count_flops, count_parameters, extra
 from .calibration import calibration_experiment, errors_from_bins
 from .decoders import EarlyExit, agreement_table, decoder_accuracy
 from .removal import removal_curves
-from .subnns import active_subnns, check_class_index, coded_block_items, resolve_resnext
+from ..layers import unwrap
+from .subnns import active_subnns, check_class_index, coded_blocks
 
 __all__ = ['run_analysis', 'write_report', 'collect_outputs']
 
@@ -121,16 +122,16 @@ def run_analysis(
         classes: Classes whose binary classifiers are extracted (default all).
         channels_last: Run every network in channels_last (same results; several times faster on CPUs).
     """
-    net = resolve_resnext(model).eval()
+    net = unwrap(model).eval()
     num_classes = int(net.num_classes)
     classes = list(range(num_classes)) if classes is None else [check_class_index(net, int(c)) for c in classes]
     names = list(class_names) if class_names is not None else [str(k) for k in range(num_classes)]
-    block_names = [n for n, _ in coded_block_items(net)]  # clear error without coded blocks
+    block_names = [n for n, _ in coded_blocks(net)]  # clear error without coded blocks
     log(f'extracting {len(classes)} binary classifiers')
     bcs = [extract_binary_classifier(net, k).to(device) for k in classes]
     plain_bcs = None
     if baseline is not None:
-        baseline = resolve_resnext(baseline).eval()
+        baseline = unwrap(baseline).eval()
         plain_bcs = [extract_binary_classifier(baseline, k, active_subnns(net, k)).to(device) for k in classes]
 
     memory_format = torch.channels_last if channels_last else torch.contiguous_format

@@ -1,0 +1,232 @@
+""" Rule B: choose K words, pairwise >= d apart, whose column sums are as equal as possible (Algorithm 1, lines
+19-27, heuristically): a greedy pick of the words on the least used columns, a swap local search that keeps every
+distance >= d, and single-1 moves from the fullest to the emptiest column. `_balance_in_pool` is the tabu variant
+used after the tabu search of `tabu.py`.
+"""
+from typing import Tuple
+
+import numpy as np
+
+from .pools import _Pool, _popcount, _shifts, _words_to_bits
+from .scheme import _ideal_spread
+
+_MAX_CONFLICT_WORK = 1 << 27  # pool size x K above which the swap search stays inside the lexicode
+_MAX_SWAP_WORK = 1 << 30      # bounds the swap search: iterations x candidate words x N
+_GREEDY_POOL_CAP = 1 << 16    # lexicodes larger than this are strided down before the greedy pick
+_BALANCE_WORK = 1 << 26       # balance moves x balance pool size x N, ...
+_BALANCE_MIN_MOVES = 100      # ... at least 100 moves ...
+_BALANCE_MAX_MOVES = 4000     # ... and at most 4000
+_BALANCE_POOL_CAP = 1 << 15   # larger pools are cut down to this many words before balancing
+_BALANCE_TENURE = 5           # a word swapped by the balance search stays put for 5 to 9 moves
+
+
+def _greedy_pick(words: np.ndarray, k: int) -> np.ndarray:
+    """Indices of k words, each time the one whose columns are least used so far (ties: lowest index)."""
+    cost = np.zeros(words.size, dtype=np.int64)  # sum over a word's columns of the current column sums
+    taken = np.zeros(words.size, dtype=bool)
+    picked = np.empty(k, dtype=np.int64)
+    big = np.iinfo(np.int64).max
+    for step in range(k):
+        i = int(np.argmin(np.where(taken, big, cost)))
+        picked[step] = i
+        taken[i] = True
+        cost += _popcount(words & words[i])
+    return picked
+
+
+def _stride(words: np.ndarray, cap: int) -> np.ndarray:
+    """At most `cap` words spread evenly over `words`."""
+    if words.size <= cap:
+        return words
+    return words[(np.arange(cap, dtype=np.int64) * words.size) // cap]
+
+
+class _SwapSearch:
+    """Swap local search on the column sums that keeps the minimum distance >= d.
+
+    The state is a set S of K word indices into `words`. A move swaps u in S for v outside S; it is legal
+    when v is >= d from every word of S except possibly u (tracked by `conf_cnt` / `conf_sum`, the number
+    and index sum of the chosen words closer than d). The objective is sum_n (N*S_n - K*N_act)^2 (integer,
+    so the search is exactly reproducible); a move changes it by N^2*d_H(u,v) + 2N*(e.v - e.u).
+    """
+
+    def __init__(self, words: np.ndarray, chosen: np.ndarray, n: int, a: int, d: int, pairwise_ok: bool):
+        self.words, self.n, self.d = words, n, d
+        self.k = chosen.size
+        self.bits = _words_to_bits(words, n).astype(np.int64)
+        self.inside = np.zeros(words.size, dtype=bool)
+        self.inside[chosen] = True
+        self.sums = self.bits[chosen].sum(axis=0)
+        self.target = self.k * a  # N * (ideal column sum)
+        self.conf_cnt = np.zeros(words.size, dtype=np.int64)
+        self.conf_sum = np.zeros(words.size, dtype=np.int64)
+        self.track = not pairwise_ok
+        if self.track:
+            for u in chosen:
+                self._conflicts(int(u), +1)
+        self.tabu = np.full(words.size, -1, dtype=np.int64)
+
+    def _conflicts(self, u: int, sign: int) -> None:
+        near = _popcount(self.words ^ self.words[u]) < self.d
+        near[u] = False
+        self.conf_cnt += sign * near
+        self.conf_sum += sign * u * near
+
+    def spread(self) -> int:
+        return int(self.sums.max() - self.sums.min())
+
+    def _best_move(self, it: int, top: int = 48) -> Tuple[int, int, int]:
+        """(delta, u, v) of the best legal non-tabu move; delta is N * (change of the objective)."""
+        n = self.n
+        e = n * self.sums - self.target
+        lin = self.bits @ e
+        ok_v = ~self.inside & (self.tabu < it)
+        best = (np.iinfo(np.int64).max, -1, -1)
+        if self.track:  # v conflicts with exactly one chosen word u: swapping them keeps distance >= d
+            v1 = np.flatnonzero(ok_v & (self.conf_cnt == 1))
+            if v1.size:
+                u1 = self.conf_sum[v1]
+                keep = self.tabu[u1] < it
+                v1, u1 = v1[keep], u1[keep]
+                delta = n * _popcount(self.words[v1] ^ self.words[u1]).astype(np.int64) + 2 * (lin[v1] - lin[u1])
+                if delta.size:
+                    j = int(np.argmin(delta))
+                    best = (int(delta[j]), int(u1[j]), int(v1[j]))
+        free = np.flatnonzero(ok_v & (self.conf_cnt == 0))
+        members = np.flatnonzero(self.inside & (self.tabu < it))
+        if free.size and members.size:
+            fv = free[np.argsort(lin[free], kind='stable')[:top]]
+            mu = members[np.argsort(-lin[members], kind='stable')[:top]]
+            dist = _popcount(self.words[mu][:, None] ^ self.words[fv][None, :]).astype(np.int64)
+            delta = n * dist + 2 * (lin[fv][None, :] - lin[mu][:, None])
+            j = int(np.argmin(delta))
+            if delta.flat[j] < best[0]:
+                best = (int(delta.flat[j]), int(mu[j // fv.size]), int(fv[j % fv.size]))
+        return best
+
+    def _apply(self, u: int, v: int, it: int, tenure: int) -> None:
+        self.inside[u], self.inside[v] = False, True
+        self.sums += self.bits[v] - self.bits[u]
+        if self.track:
+            self._conflicts(u, -1)
+            self._conflicts(v, +1)
+        self.tabu[u] = self.tabu[v] = it + tenure
+
+    def run(self, ideal: int, max_iter: int, patience: int = 200) -> np.ndarray:
+        """Improve until the spread is `ideal` or no progress; return the best chosen indices found."""
+        best_key, best_set, stale = self._key(), np.flatnonzero(self.inside), 0
+        for it in range(max_iter):
+            if self.spread() <= ideal or stale > patience:
+                break
+            delta, u, v = self._best_move(it)
+            if u < 0 or delta > 0:
+                break
+            self._apply(u, v, it, tenure=7 if delta == 0 else 0)
+            key = self._key()
+            if key < best_key:
+                best_key, best_set, stale = key, np.flatnonzero(self.inside), 0
+            else:
+                stale += 1
+        return best_set
+
+    def _key(self) -> Tuple[int, int]:
+        e = self.n * self.sums - self.target
+        return self.spread(), int((e * e).sum())
+
+
+def _shift_balance(words: np.ndarray, n: int, d: int, ideal: int, budget: int = 1 << 26) -> np.ndarray:
+    """Move single 1s from the fullest to the emptiest columns while every distance stays >= d.
+
+    Works on the chosen words directly (no pool), so it also balances schemes drawn from sparse pools.
+    A move of a 1 from column i to column j with S_i - S_j >= 2 strictly lowers sum_n S_n^2.
+    """
+    words = words.copy()
+    sums = _words_to_bits(words, n).sum(axis=0).astype(np.int64)
+    shifts = _shifts(n)
+    rows = np.arange(words.size)
+    while sums.max() - sums.min() > ideal and budget > 0:
+        move = None
+        for i in np.argsort(-sums, kind='stable'):
+            for j in np.argsort(sums, kind='stable'):
+                if sums[i] - sums[j] < 2 or budget <= 0:
+                    break
+                bit_i, bit_j = np.uint64(1) << shifts[i], np.uint64(1) << shifts[j]
+                src = rows[((words & bit_i) != 0) & ((words & bit_j) == 0)]
+                if not src.size:
+                    continue
+                cand = words[src] ^ (bit_i | bit_j)
+                dist = _popcount(cand[:, None] ^ words[None, :])
+                dist[np.arange(src.size), src] = n  # the word being moved
+                budget -= dist.size
+                ok = np.flatnonzero(dist.min(axis=1) >= d)
+                if ok.size:
+                    move = (int(src[ok[0]]), cand[ok[0]], i, j)
+                    break
+            if move is not None or budget <= 0:
+                break
+        if move is None:
+            break
+        src_row, word, i, j = move
+        words[src_row] = word
+        sums[i] -= 1
+        sums[j] += 1
+    return words
+
+
+def _select_balanced(pool: _Pool, code: np.ndarray, k: int, n: int, a: int, d: int) -> np.ndarray:
+    """K words pairwise >= d apart with column sums as equal as possible (sorted uint64)."""
+    start = code if code.size == k else _stride(code, max(_GREEDY_POOL_CAP, 8 * k))
+    if start.size > k:
+        start = np.sort(start[_greedy_pick(start, k)])
+    if pool.distance < d and pool.words.size * k <= _MAX_CONFLICT_WORK:
+        words, pairwise_ok = pool.words, False  # may swap in any pool word that keeps the distance
+    else:
+        words, pairwise_ok = _stride(code, max(_GREEDY_POOL_CAP, 8 * k)), True
+        words = np.union1d(words, start)
+    chosen = np.searchsorted(words, start)
+    search = _SwapSearch(words, chosen, n, a, d, pairwise_ok)
+    ideal = _ideal_spread(k, n, a)
+    max_iter = min(max(1000, 4 * k), max(64, _MAX_SWAP_WORK // (words.size * n)))
+    chosen = words[search.run(ideal, max_iter)]
+    return np.sort(_shift_balance(chosen, n, d, ideal))
+
+
+class _TabuSwapSearch(_SwapSearch):
+    """`_SwapSearch` that also takes uphill moves (tabu search), so it leaves local minima of the balance."""
+
+    def run(self, ideal: int, max_iter: int, patience: int = 200) -> np.ndarray:
+        """The best-balanced chosen indices met (the move taken is the best legal one, even uphill)."""
+        best_key, best_set, stale = self._key(), np.flatnonzero(self.inside), 0
+        for it in range(max_iter):
+            if best_key[0] <= ideal or stale > patience:
+                break
+            _, u, v = self._best_move(it)
+            if u < 0:
+                break
+            self._apply(u, v, it, tenure=_BALANCE_TENURE + it % _BALANCE_TENURE)
+            key = self._key()
+            if key < best_key:
+                best_key, best_set, stale = key, np.flatnonzero(self.inside), 0
+            else:
+                stale += 1
+        return best_set
+
+
+def _balance_in_pool(words: np.ndarray, code: np.ndarray, n: int, a: int, d: int) -> np.ndarray:
+    """Re-balance the K words `code` (pairwise >= d) by tabu swaps with words of the sorted pool `words`.
+
+    Pools larger than `_BALANCE_POOL_CAP` keep the words in conflict (closer than d) with the fewest
+    words of `code`, as many as fit: the others cannot enter the code within a few moves.
+    """
+    k = code.size
+    if words.size > _BALANCE_POOL_CAP:
+        near = np.zeros(words.size, dtype=np.int64)
+        for w in code:
+            near += _popcount(words ^ w) < d
+        fits = np.flatnonzero(np.cumsum(np.bincount(near)) <= _BALANCE_POOL_CAP)
+        words = np.union1d(words[near <= max(int(fits[-1]) if fits.size else 0, 1)], code)
+    ideal = _ideal_spread(k, n, a)
+    search = _TabuSwapSearch(words, np.searchsorted(words, code), n, a, d, pairwise_ok=False)
+    max_iter = max(_BALANCE_MIN_MOVES, min(_BALANCE_MAX_MOVES, _BALANCE_WORK // (words.size * n)))
+    chosen = words[search.run(ideal, max_iter, patience=max_iter // 4)]
+    return np.sort(_shift_balance(chosen, n, d, ideal))

@@ -1,0 +1,1 @@
+from .coded_resnext import CodedBottleneck, CodedResNeXt
