@@ -13,8 +13,8 @@ from timm_coded.layers import subnn_outputs
 
 from helpers.models import make_tiny
 
-MODELS = ['coded_resnext29_10x11d', 'coded_resnext29_20x6d', 'coded_resnext50_32x4d', 'coded_resnext11_10x4d',
-          'resnext29_10x11d', 'resnext29_20x6d', 'resnext11_10x4d']
+MODELS = ['coded_resnext29_10x11d', 'coded_resnext29_20x6d', 'coded_resnext50_32x4d', 'coded_resnext23_10x4d',
+          'coded_resnext11_10x4d', 'resnext29_10x11d', 'resnext29_20x6d', 'resnext23_10x4d', 'resnext11_10x4d']
 SIX = dict(layers=(1, 2, 2), channels=(8, 16, 32), cardinality=6, base_width=16, coding_ratios=('6/6', '3/6', '3/6'),
            num_classes=6, drop_subnn_rate=0.25)  # N = 6 subNNs of width 2, two blocks in the coded stages
 
@@ -104,8 +104,7 @@ def test_param_counts_match_table1():
 
 
 def test_registry_and_cfgs():
-    assert set(MODELS) <= set(timm.list_models('*resnext29*') + timm.list_models('*resnext11*')
-                              + timm.list_models('coded*'))
+    assert set(MODELS) == set(timm.list_models(module='coded_resnext'))
     narrow = timm.create_model('coded_resnext11_10x4d')
     assert sum(p.numel() for p in narrow.parameters()) == 160_330 and narrow.pretrained_cfg['input_size'] == (3, 28, 28)
     assert not timm.list_models('coded*', pretrained=True)  # no weights exist yet: none advertised

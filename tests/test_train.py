@@ -209,3 +209,20 @@ def test_command_line_errors_are_one_line_and_write_nothing(tmp_path):
                            '--experiment', 'comma'), tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert read_checkpoint(out / 'comma' / 'last.pth.tar')['args']['coding_ratios'] == ['10/10,5/10,3/10']
+
+
+@needs_fashion_mnist
+@pytest.mark.parametrize('model', ['coded_resnext23_10x4d', 'resnext23_10x4d'])
+def test_fashion_mnist_paper_recipe_builds_and_trains(tmp_path, model):
+    """The study's recipe and its models: one short epoch, the coded net with the coding loss of its 6 blocks."""
+    from train_hooks.train import main
+    result = main(['--config', 'fashion_mnist_paper', '--model', model, '--train-per-class', '2', '--val-per-class',
+                   '1', '-b', '10', '--epochs', '1', '--warmup-epochs', '0', '-j', '0', '--output', str(tmp_path),
+                   '--experiment', model])
+    row = _summary(result['output_dir'])[0]
+    coded = [k for k in row if k.startswith('train_coding_loss_')]
+    assert coded == ([f'train_coding_loss_layer{s}.{i}' for s in (2, 3) for i in range(3)]
+                     if model.startswith('coded') else [])
+    assert float(row['train_loss']) > 0 and float(row['eval_top1']) >= 0
+    ckpt = read_checkpoint(os.path.join(result['output_dir'], 'last.pth.tar'))
+    assert ckpt['args']['model'] == model and ckpt['args']['in_chans'] == 1

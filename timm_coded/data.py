@@ -126,6 +126,35 @@ def balanced_indices(targets: np.ndarray, per_class: int, seed: int = 0) -> np.n
     return np.sort(np.concatenate(picks))
 
 
+class Subset(torch.utils.data.Subset):
+    """torch's Subset with the subset's `targets`, whose `transform` (set by timm's loaders) is the dataset's."""
+
+    def __init__(self, dataset: torch.utils.data.Dataset, indices: Sequence[int]):
+        super().__init__(dataset, [int(i) for i in indices])
+        targets = dataset_targets(dataset)
+        self.targets = targets[np.asarray(self.indices, dtype=np.int64)] if targets is not None else None
+
+    @property
+    def transform(self) -> Optional[Callable]:
+        return getattr(self.dataset, 'transform', None)
+
+    @transform.setter
+    def transform(self, value: Optional[Callable]) -> None:
+        self.dataset.transform = value
+
+
+def balanced_subset(dataset: torch.utils.data.Dataset, per_class: int, seed: int = 0) -> Subset:
+    """`per_class` random samples of every class (a clear error where the dataset cannot give them)."""
+    targets = dataset_targets(dataset)
+    if targets is None:
+        raise ValueError(f'A class-balanced subset needs a dataset that lists its targets (image folders, torch/..., '
+                         f'fashion_mnist); {type(dataset).__name__} does not.')
+    smallest = int(np.bincount(targets)[np.unique(targets)].min())
+    if per_class > smallest:
+        raise ValueError(f'{per_class} images per class exceeds the smallest class ({smallest} images).')
+    return Subset(dataset, balanced_indices(targets, per_class, seed))
+
+
 def dataset_targets(dataset: torch.utils.data.Dataset) -> Optional[np.ndarray]:
     """Class index of every sample without loading images, where the dataset exposes it (timm readers too)."""
     targets = getattr(dataset, 'targets', None)

@@ -9,9 +9,8 @@
 """
 import math
 import os
-from typing import Any, Callable, Dict, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple
 
-import numpy as np
 import torch
 import torch.utils.data
 from torchvision import transforms
@@ -20,51 +19,21 @@ from timm.data import FastCollateMixup, Mixup, create_dataset, create_loader, ra
 from timm.data.random_erasing import RandomErasing
 from timm.data.transforms import MaybePILToTensor, MaybeToTensor, str_to_pil_interp
 
-from timm_coded.data import FashionMNIST, balanced_indices, dataset_targets
+from timm_coded.data import FashionMNIST, Subset, balanced_subset
 
-__all__ = ['FASHION_MNIST', 'ClassSubset', 'PaddedDataset', 'MixupCollate', 'cifar_train_transform',
+__all__ = ['FASHION_MNIST', 'PaddedDataset', 'MixupCollate', 'cifar_train_transform',
            'create_datasets', 'create_mixup', 'create_train_loader', 'create_eval_loader']
 
 FASHION_MNIST = 'fashion_mnist'
 PAD_TARGET = -1
 
 
-class _TransformProxy(torch.utils.data.Dataset):
-    """Base of dataset wrappers: `transform` (set by timm's create_loader) goes to the wrapped dataset."""
-
-    def __init__(self, dataset: torch.utils.data.Dataset):
-        self.dataset = dataset
-
-    @property
-    def transform(self) -> Optional[Callable]:
-        return getattr(self.dataset, 'transform', None)
-
-    @transform.setter
-    def transform(self, value: Optional[Callable]) -> None:
-        self.dataset.transform = value
-
-
-class ClassSubset(_TransformProxy):
-    """The samples `indices` of a dataset (e.g. a class-balanced subset)."""
-
-    def __init__(self, dataset: torch.utils.data.Dataset, indices: Sequence[int]):
-        super().__init__(dataset)
-        self.indices = np.asarray(indices, dtype=np.int64)
-        targets = dataset_targets(dataset)
-        self.targets = targets[self.indices] if targets is not None else None
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def __getitem__(self, index: int) -> Tuple[Any, int]:
-        return self.dataset[int(self.indices[index])]
-
-
-class PaddedDataset(_TransformProxy):
+class PaddedDataset(torch.utils.data.Dataset):
     """A dataset padded to a multiple of `multiple` samples; padding repeats the last sample with target -1."""
+    transform = Subset.transform  # timm's create_loader sets the transform: it goes to the wrapped dataset
 
     def __init__(self, dataset: torch.utils.data.Dataset, multiple: int):
-        super().__init__(dataset)
+        self.dataset = dataset
         self.num_real = len(dataset)
         if self.num_real == 0:
             raise ValueError('The evaluation dataset is empty: check --data-dir and --val-split.')
@@ -99,21 +68,6 @@ class MixupCollate:
         return self.mixup(input, target)
 
 
-def _subset(dataset: torch.utils.data.Dataset, per_class: Optional[int], seed: int, what: str):
-    if not per_class:
-        return dataset
-    targets = dataset_targets(dataset)
-    if targets is None:
-        raise ValueError(
-            f'--{what}-per-class needs a dataset that lists its targets (image folders, torch/..., '
-            f'fashion_mnist); {type(dataset).__name__} does not.')
-    counts = np.bincount(targets)
-    if per_class > counts[counts > 0].min():
-        raise ValueError(
-            f'--{what}-per-class {per_class} exceeds the smallest class ({counts[counts > 0].min()} images).')
-    return ClassSubset(dataset, balanced_indices(targets, per_class, seed))
-
-
 def create_datasets(args, in_chans: int) -> Tuple[torch.utils.data.Dataset, torch.utils.data.Dataset]:
     """Train and evaluation datasets of `args.dataset` (optionally class-balanced subsets)."""
     if args.data_dir and not os.path.isdir(args.data_dir) and not args.dataset_download:
@@ -133,8 +87,10 @@ def create_datasets(args, in_chans: int) -> Tuple[torch.utils.data.Dataset, torc
         )
         train = create_dataset(args.dataset, split=args.train_split, is_training=True, **common)
         val = create_dataset(args.dataset, split=args.val_split, is_training=False, **common)
-    train = _subset(train, args.train_per_class, args.seed, 'train')
-    val = _subset(val, args.val_per_class, args.seed + 1, 'val')
+    if args.train_per_class:
+        train = balanced_subset(train, args.train_per_class, args.seed)
+    if args.val_per_class:
+        val = balanced_subset(val, args.val_per_class, args.seed + 1)
     return train, val
 
 

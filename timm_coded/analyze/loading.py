@@ -16,7 +16,7 @@ from PIL import Image
 
 from timm.data import create_dataset, create_transform, resolve_data_config
 
-from ..data import FashionMNIST, balanced_indices, dataset_targets
+from ..data import FashionMNIST, Subset, balanced_subset, dataset_targets
 
 __all__ = ['resolve_eval_config', 'build_dataset', 'subsample', 'DigitsOOD',
            'FASHION_MNIST_NAMES', 'OOD_DIGITS_NAMES']
@@ -112,25 +112,12 @@ def build_dataset(name: str, split: str, data_dir: Optional[str] = None, data_co
 
 
 def subsample(ds: torch.utils.data.Dataset, max_samples: Optional[int], seed: int = 0) -> torch.utils.data.Dataset:
-    """At most `max_samples` samples, class-balanced when the dataset exposes its targets."""
+    """At most `max_samples` samples: class-balanced where the dataset lists its classes, else at random."""
     if not max_samples or max_samples >= len(ds):
         return ds
     targets = dataset_targets(ds)
-    if targets is not None and len(targets) == len(ds) and (targets >= 0).all():
-        per_class = max(1, max_samples // len(np.unique(targets)))
-        counts = np.bincount(targets)
-        per_class = min(per_class, int(counts[counts > 0].min()))
-        idx = balanced_indices(targets, per_class, seed)
-    else:
-        idx = np.sort(np.random.default_rng(seed).choice(len(ds), max_samples, replace=False))
-    if isinstance(ds, FashionMNIST):
-        return _subset_fashion(ds, idx)
-    return torch.utils.data.Subset(ds, idx.tolist())
-
-
-def _subset_fashion(ds: FashionMNIST, idx: np.ndarray) -> FashionMNIST:
-    """A FashionMNIST restricted to `idx` without re-reading the files."""
-    sub = FashionMNIST.__new__(FashionMNIST)
-    sub.__dict__.update(ds.__dict__)
-    sub.images, sub.targets = ds.images[idx], ds.targets[idx]
-    return sub
+    if targets is not None and (targets >= 0).all():
+        classes = np.unique(targets)
+        return balanced_subset(ds, min(max(1, max_samples // len(classes)), int(np.bincount(targets)[classes].min())),
+                               seed)
+    return Subset(ds, np.sort(np.random.default_rng(seed).choice(len(ds), max_samples, replace=False)))

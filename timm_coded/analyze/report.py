@@ -17,13 +17,13 @@ import torch
 import torch.nn as nn
 import torch.utils.data
 
+from ..layers import unwrap
 from ..loss import early_decode
 from .bc_metrics import evaluate_scores
 from .binary import binary_classifier_cost, count_flops, count_parameters, extract_binary_classifier
 from .calibration import calibration_experiment, errors_from_bins
 from .decoders import EarlyExit, agreement_table, decoder_accuracy
 from .removal import removal_curves
-from ..layers import unwrap
 from .subnns import active_subnns, check_class_index, coded_blocks
 
 __all__ = ['run_analysis', 'write_report', 'collect_outputs']
@@ -239,81 +239,63 @@ def _pct(v: Optional[float]) -> str:
     return '–' if v is None else f'{100 * v:.1f}'
 
 
-def _markdown(results: Dict[str, Any], meta: Dict[str, Any]) -> str:
-    r = results
-    bc = r['binary_classifiers']
+def _table(header: Sequence[str], rows: List[Sequence[Any]]) -> List[str]:
+    return ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)] + [
+        '| ' + ' | '.join(str(c) for c in row) + ' |' for row in rows] + ['']
+
+
+def _markdown(r: Dict[str, Any], meta: Dict[str, Any]) -> str:
+    bc, ed, cal = r['binary_classifiers'], r['early_decoders'], r['calibration']
     cost = bc['cost']
     lines = [f'# Coded ResNeXt analysis: {meta.get("model", "?")}', '']
-    for key in ('checkpoint', 'dataset', 'ood_dataset', 'baseline', 'data_config', 'device', 'date', 'command'):
-        if meta.get(key) is not None:
-            lines.append(f'- **{key.replace("_", " ")}**: `{meta[key]}`')
-    lines.append('- **samples**: ' + ', '.join(f'{k} {v}' for k, v in r['samples'].items()))
-    lines.append(f'- **accuracy (validation)**: {_pct(r["accuracy"])} %' + (
-        f' (plain ResNeXt baseline: {_pct(r["baseline_accuracy"])} %)' if 'baseline_accuracy' in r else ''))
-    lines += ['', '## Binary classifiers (§4.3)', '',
-              f'Each BC keeps only its class\'s active subNNs in every coded block and one row of the final fc. '
-              f'Exact size: **{cost["params"]:,} of {cost["params_full"]:,} parameters '
-              f'({100 * cost["param_share"]:.1f} %)**, **{100 * cost["flop_share"]:.1f} % of the FLOPs** at input '
-              f'{tuple(cost["input_size"])} (every class has the same cost). Parameters counted: all conv / fc '
-              f'weights and biases and BN affine weights (no buffers); the paper\'s 38/27/35 % are an r x stage-size '
-              f'approximation, these are exact counts. FLOPs: torch FlopCounterMode.', '',
-              'Threshold: maximises F1 on the training data. Mean over classes (%):', '',
-              '| binary classifier | evaluation | precision | recall | F1 |', '|---|---|---|---|---|']
-    for kind, sets in bc['mean'].items():
-        for s, m in sets.items():
-            lines.append(f'| {BC_KINDS[kind]} | {EVAL_SETS[s]} | {_pct(m["precision"])} | {_pct(m["recall"])} | '
-                         f'{_pct(m["f1"])} |')
-    lines += ['', 'The 9-negatives-per-positive rows subsample the negatives as the paper does for ImageNet and '
-              'CIFAR-100; with 10 balanced classes they coincide with the all-negatives rows.', '',
-              'Extracted BC per class (precision / recall / F1, %):', '',
-              '| class | threshold | validation | 9 neg. per pos. | OOD negatives |', '|---|---|---|---|---|']
-    for c in bc['classes']:
-        cells = [' / '.join(_pct(c['coded'][s][m]) for m in ('precision', 'recall', 'f1')) if s in c['coded']
-                 else '–' for s in ('val', 'val_1to9', 'ood')]
-        lines.append(f'| {c["class"]} {c["name"]} | {c["coded"]["threshold"]:.3f} | ' + ' | '.join(cells) + ' |')
-    lines += ['', '![BC output distributions](bc_distributions.png)', '',
-              f'Output distributions of the first {MAX_PANELS} analysed classes (positives and negatives from the '
-              f'validation set, OOD from the out-of-distribution set); dashed: the threshold. Precision-recall: '
-              f'one point per class and binary classifier.', '',
-              '![Precision-recall of the binary classifiers](precision_recall.png)', '']
-    ed = r['early_decoders']
-    lines += ['## Early decoders (§4.4)', '',
-              'Block l predicts the class whose codeword is nearest (L2) to r_l x its normalised subNN energies. '
-              'Early exit runs the network only up to that block.', '',
-              '| block | decoder accuracy (%) | early-exit FLOP share (%) |', '|---|---|---|']
-    for name, acc, ex in zip(ed['blocks'], ed['accuracy'], ed['early_exit']):
-        lines.append(f'| {name} | {_pct(acc)} | {_pct(ex["flop_share"])} |')
-    lines.append(f'| full network | {_pct(ed["final_accuracy"])} | 100.0 |')
-    lines += ['', '![Early-decoder accuracy](early_decoders.png)', '',
-              'Accuracy of the final prediction given how many early decoders agree with it (Table 3):', '',
-              '| decoders agreeing | samples | accuracy (%) |', '|---|---|---|']
-    for row in ed['agreement']:
-        lines.append(f'| {row["agree"]} | {row["count"]} | {_pct(row["accuracy"])} |')
-    lines += ['', '## SubNN removal (§4.2)', '',
-              'k random subNNs of one block removed per sample, from the subNNs active for its class or from the '
-              'inactive ones (accuracy %):', '']
-    for c in r['removal']:
-        lines.append(f'- **{c["block"]}**: active removed ' + ', '.join(
-            f'k={k}: {_pct(a)}' for k, a in zip(c['k_active'], c['accuracy_active'])) + '; inactive removed ' +
-            ', '.join(f'k={k}: {_pct(a)}' for k, a in zip(c['k_inactive'], c['accuracy_inactive'])))
-    lines += ['', '![SubNN removal](removal.png)', '']
-    cal = r['calibration']
-    lines += ['## Calibration (Appendix C)', '',
-              f'h_T: temperature scaling (Eq. 10); h_aug: one extra tau per early decoder (Eq. 11). Fitted by '
-              f'gradient descent (lr {cal["lr"]}, {cal["iterations"]} iterations) on a random stratified part of the '
-              f'validation set, scored on the rest with {cal["num_bins"]} bins; mean over {cal["repeats"]} '
-              f'random splits. (ECE %, MCE %):', '',
-              '| fit / test | softmax | h_T | h_aug | mean T (h_T) | mean T, tau (h_aug) |',
-              '|---|---|---|---|---|---|']
-    for s in cal['splits']:
-        m = s['mean']
-        cell = lambda n: f'{100 * m[n]["ece"]:.2f}, {100 * m[n]["mce"]:.2f}'  # noqa: E731
-        taus = ', '.join(f'{t:.3f}' for t in s['mean_tau'])
-        lines.append(f'| {100 * s["fit_fraction"]:.0f} / {100 * s["test_fraction"]:.0f} | {cell("softmax")} | '
-                     f'{cell("h_T")} | {cell("h_aug")} | {s["mean_temperature_T"]:.3f} | '
-                     f'{s["mean_temperature_aug"]:.3f}; {taus} |')
-    lines += ['', '![Reliability diagrams](reliability.png)', '',
-              '## Files', '', '- `results.json`: every number above.',
+    lines += [f'- **{k.replace("_", " ")}**: `{meta[k]}`' for k in ('checkpoint', 'dataset', 'ood_dataset', 'baseline',
+                                                                    'data_config', 'device', 'date', 'command')
+              if meta.get(k) is not None]
+    lines += ['- **samples**: ' + ', '.join(f'{k} {v}' for k, v in r['samples'].items()),
+              f'- **accuracy (validation)**: {_pct(r["accuracy"])} %' + (
+                  f' (plain ResNeXt baseline: {_pct(r["baseline_accuracy"])} %)' if 'baseline_accuracy' in r else ''),
+              '', '## Binary classifiers (§4.3)', '',
+              f'Each BC keeps its class\'s active subNNs in every coded block and one row of the fc: '
+              f'**{cost["params"]:,} of {cost["params_full"]:,} parameters ({100 * cost["param_share"]:.1f} %)**, '
+              f'**{100 * cost["flop_share"]:.1f} % of the FLOPs** at {tuple(cost["input_size"])} (exact counts: conv / '
+              f'fc weights and biases, BN affine; FLOPs by torch\'s FlopCounterMode). Threshold: maximum F1 on '
+              f'training images. Mean over classes (%):', '']
+    lines += _table(('binary classifier', 'evaluation', 'precision', 'recall', 'F1'), [
+        (BC_KINDS[kind], EVAL_SETS[s], _pct(m['precision']), _pct(m['recall']), _pct(m['f1']))
+        for kind, sets in bc['mean'].items() for s, m in sets.items()])
+    lines += ['Extracted BC per class (precision / recall / F1, %):', '']
+    lines += _table(('class', 'threshold', 'validation', '9 neg. per pos.', 'OOD negatives'), [
+        (f'{c["class"]} {c["name"]}', f'{c["coded"]["threshold"]:.3f}', *(
+            ' / '.join(_pct(c['coded'][s][m]) for m in ('precision', 'recall', 'f1')) if s in c['coded'] else '–'
+            for s in ('val', 'val_1to9', 'ood'))) for c in bc['classes']])
+    lines += ['![BC output distributions](bc_distributions.png)', '',
+              '![Precision-recall of the binary classifiers](precision_recall.png)', '',
+              '## Early decoders (§4.4)', '', 'Block l predicts the class whose codeword is nearest (L2) to r_l x its '
+              'normalised subNN energies; early exit runs the network only up to that block.', '']
+    lines += _table(('block', 'decoder accuracy (%)', 'early-exit FLOP share (%)'),
+                    [(n, _pct(a), _pct(e['flop_share'])) for n, a, e in zip(ed['blocks'], ed['accuracy'],
+                                                                            ed['early_exit'])]
+                    + [('full network', _pct(ed['final_accuracy']), '100.0')])
+    lines += ['![Early-decoder accuracy](early_decoders.png)', '',
+              'Accuracy of the final prediction given how many early decoders agree with it (Table 3):', '']
+    lines += _table(('decoders agreeing', 'samples', 'accuracy (%)'),
+                    [(row['agree'], row['count'], _pct(row['accuracy'])) for row in ed['agreement']])
+    lines += ['## SubNN removal (§4.2)', '', 'k random subNNs of one block removed per sample, from the subNNs active '
+              'for its class or from the inactive ones (accuracy %):', '']
+    lines += [f'- **{c["block"]}**: active removed ' + ', '.join(
+        f'k={k}: {_pct(a)}' for k, a in zip(c['k_active'], c['accuracy_active'])) + '; inactive removed ' + ', '.join(
+        f'k={k}: {_pct(a)}' for k, a in zip(c['k_inactive'], c['accuracy_inactive'])) for c in r['removal']]
+    lines += ['', '![SubNN removal](removal.png)', '', '## Calibration (Appendix C)', '',
+              f'h_T: temperature scaling (Eq. 10); h_aug: one extra tau per early decoder (Eq. 11). Fitted by gradient '
+              f'descent (lr {cal["lr"]}, {cal["iterations"]} iterations) on a random stratified part of the validation '
+              f'set, scored on the rest with {cal["num_bins"]} bins; mean over {cal["repeats"]} random splits '
+              f'(ECE %, MCE %):', '']
+    cell = lambda m, n: f'{100 * m[n]["ece"]:.2f}, {100 * m[n]["mce"]:.2f}'  # noqa: E731
+    lines += _table(('fit / test', 'softmax', 'h_T', 'h_aug', 'mean T (h_T)', 'mean T, tau (h_aug)'), [
+        (f'{100 * s["fit_fraction"]:.0f} / {100 * s["test_fraction"]:.0f}', cell(s['mean'], 'softmax'),
+         cell(s['mean'], 'h_T'), cell(s['mean'], 'h_aug'), f'{s["mean_temperature_T"]:.3f}',
+         f'{s["mean_temperature_aug"]:.3f}; ' + ', '.join(f'{t:.3f}' for t in s['mean_tau'])) for s in cal['splits']])
+    lines += ['![Reliability diagrams](reliability.png)', '', '## Files', '', '- `results.json`: every number above.',
               '- `figures/*.json`: the data behind each figure.', '']
     return '\n'.join(lines)
 

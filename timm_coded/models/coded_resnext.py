@@ -453,6 +453,8 @@ default_cfgs = generate_default_cfgs({
     'coded_resnext29_20x6d.cifar100': _cifar_cfg(100, CIFAR100_MEAN, CIFAR100_STD),
     'coded_resnext50_32x4d.in1k': _cfg(
         input_size=(3, 160, 160), pool_size=(5, 5), test_input_size=(3, 224, 224), test_pool_size=(7, 7)),
+    'coded_resnext23_10x4d.fashion_mnist': _fashion_mnist_cfg(),
+    'resnext23_10x4d.fashion_mnist': _fashion_mnist_cfg(),
     'coded_resnext11_10x4d.fashion_mnist': _fashion_mnist_cfg(),
     'resnext11_10x4d.fashion_mnist': _fashion_mnist_cfg(),
     'resnext29_10x11d.cifar10': _cifar_cfg(10, CIFAR10_MEAN, CIFAR10_STD),
@@ -460,8 +462,7 @@ default_cfgs = generate_default_cfgs({
 })
 
 _CIFAR29 = dict(layers=(3, 3, 3), channels=(64, 128, 256), stem_type='cifar')
-_NARROW11 = dict(layers=(1, 1, 1), channels=(16, 32, 64), stem_type='cifar', cardinality=10, base_width=16,
-                 num_classes=10)
+_NARROW = dict(channels=(16, 32, 64), stem_type='cifar', cardinality=10, base_width=16, num_classes=10)
 
 
 @register_model
@@ -503,15 +504,29 @@ def resnext29_20x6d(pretrained: bool = False, **kwargs) -> CodedResNeXt:
 
 
 @register_model
+def coded_resnext23_10x4d(pretrained: bool = False, **kwargs) -> CodedResNeXt:
+    """Narrow Coded ResNeXt-23 (10x4d) sized for CPUs (Fashion-MNIST): blocks 1/3/3, planes 16/32/64, N = 10,
+    d = 4/8/16, ratios 10/10, 5/10, 3/10 (Table 4's codebooks): three coded blocks in each of stages 2 and 3."""
+    model_args = dict(**_NARROW, layers=(1, 3, 3), coding_ratios=('10/10', '5/10', '3/10'))
+    return _create_coded_resnext('coded_resnext23_10x4d', pretrained, **dict(model_args, **kwargs))
+
+
+@register_model
+def resnext23_10x4d(pretrained: bool = False, **kwargs) -> CodedResNeXt:
+    """Narrow ResNeXt-23 (10x4d) baseline of `coded_resnext23_10x4d`: every ratio 10/10."""
+    model_args = dict(**_NARROW, layers=(1, 3, 3), coding_ratios=('10/10',) * 3)
+    return _create_coded_resnext('resnext23_10x4d', pretrained, **dict(model_args, **kwargs))
+
+
+@register_model
 def coded_resnext11_10x4d(pretrained: bool = False, **kwargs) -> CodedResNeXt:
-    """Narrow Coded ResNeXt-11 (10x4d) sized for CPUs (Fashion-MNIST main job): 1 block per stage, planes
-    16/32/64, N = 10, d = 4/8/16, ratios 10/10, 5/10, 3/10 (the CIFAR-10 coding schemes of Table 4)."""
-    model_args = dict(**_NARROW11, coding_ratios=('10/10', '5/10', '3/10'))
+    """Narrow Coded ResNeXt-11 (10x4d) sized for CPUs: one block per stage, otherwise as coded_resnext23_10x4d."""
+    model_args = dict(**_NARROW, layers=(1, 1, 1), coding_ratios=('10/10', '5/10', '3/10'))
     return _create_coded_resnext('coded_resnext11_10x4d', pretrained, **dict(model_args, **kwargs))
 
 
 @register_model
 def resnext11_10x4d(pretrained: bool = False, **kwargs) -> CodedResNeXt:
     """Narrow ResNeXt-11 (10x4d) baseline of `coded_resnext11_10x4d`: every ratio 10/10."""
-    model_args = dict(**_NARROW11, coding_ratios=('10/10',) * 3)
+    model_args = dict(**_NARROW, layers=(1, 1, 1), coding_ratios=('10/10',) * 3)
     return _create_coded_resnext('resnext11_10x4d', pretrained, **dict(model_args, **kwargs))
