@@ -4,16 +4,11 @@ Times a fresh generation (generate_scheme caches nothing; get_scheme's cache is 
 CIFAR-100 and ImageNet-1k schemes plus an odd-sized one, best of --repeat runs; then user shapes where the
 lexicode search of Algorithm 1 alone (`generate._search`, the previous generator) stops below the upper bound
 on H_min, before/after the tabu search; then every K in 2..100 for the model shapes (N, N_act) (one run
-each: worst time, how often H_min reaches the upper bound). Writes the `bench_codes` section of
-BENCHMARKS.md (only that section is replaced; the file is created if missing), with the load average.
+each: worst time, how often H_min reaches the upper bound). Writes the `bench_codes` section of BENCHMARKS.md.
 
     source scripts/env.sh && python bench/bench_codes.py [--repeat 3] [--output BENCHMARKS.md] [--no-sweep]
 """
 import argparse
-import datetime
-import os
-import platform
-import re
 import sys
 import time
 import warnings
@@ -23,8 +18,8 @@ import numpy as np
 
 from timm_coded.codes import generate, generate_scheme
 
-ROOT = Path(__file__).resolve().parent.parent
-START, END = '<!-- bench_codes:start -->', '<!-- bench_codes:end -->'
+from common import BENCHMARKS, command_line, machine_info, write_section
+
 # (K, N, N_act, dataset, paper's H_min, paper's S_min-S_max) -- App. A of arXiv:2202.05343.
 CASES = [
     (100, 20, 8, 'CIFAR-100', '8', '40-40'),
@@ -40,16 +35,6 @@ USER_CASES = [(11, 10, 3), (12, 10, 3), (13, 10, 3), (20, 10, 3), (42, 10, 3), (
               (30, 20, 4), (26, 20, 10), (60, 20, 10), (21, 12, 6), (17, 16, 4), (80, 16, 8), (64, 32, 16),
               (100, 32, 8)]
 MODEL_SHAPES = [(10, 5), (10, 3), (20, 8), (20, 4), (32, 16), (32, 8)]
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path('/proc/cpuinfo').read_text().splitlines():
-            if line.startswith('model name'):
-                return line.split(':', 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or 'unknown'
 
 
 def time_case(k: int, n: int, a: int, repeat: int):
@@ -81,25 +66,12 @@ def sweep(n: int, a: int):
     return worst, worst_k, at_bound, improved, total
 
 
-def load_average() -> str:
-    return ', '.join(f'{x:.2f}' for x in os.getloadavg()) if hasattr(os, 'getloadavg') else 'n/a'
-
-
-def render(rows, user_rows, sweep_rows, repeat: int, loads) -> str:
-    cores = os.cpu_count()
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:
-        pass
+def render(rows, user_rows, sweep_rows, repeat: int, machine: str) -> str:
     lines = [
-        START,
         '## Coding-scheme generation (`timm_coded.codes`)',
         '',
-        f'- Machine: {cpu_model()}, {cores} cores; Python {platform.python_version()}, numpy {np.__version__}',
-        f'- Date: {datetime.date.today().isoformat()}',
-        f'- Command: `source scripts/env.sh && python bench/bench_codes.py --repeat {repeat}`',
-        f'- Load average (1, 5, 15 min; `uptime`) at start: {loads[0]}; at end: {loads[1]} '
-        f'(the machine is shared: timings are noisy).',
+        f'- Machine: {machine}; numpy {np.__version__} (the machine is shared: timings are noisy)',
+        f'- Command: `{command_line()}`',
         f'- Fresh `generate_scheme(K, N, N_act)` (default arguments, no cache), best of {repeat} runs.',
         '',
         '| dataset | (K, N, N_act) | seconds | H_min | S_min | S_max | paper H_min | paper S_min-S_max |',
@@ -130,29 +102,16 @@ def render(rows, user_rows, sweep_rows, repeat: int, loads) -> str:
         ]
         for (n, a), (worst, worst_k, at_bound, improved, total) in sweep_rows:
             lines.append(f'| ({n}, {a}) | {worst:.3f} (K = {worst_k}) | {at_bound} / {total} | {improved} |')
-    lines.append(END)
     return '\n'.join(lines)
-
-
-def write_section(path: Path, section: str) -> None:
-    text = path.read_text(encoding='utf-8') if path.exists() else '# Benchmarks\n'
-    pattern = re.compile(re.escape(START) + '.*?' + re.escape(END), re.S)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: section, text)
-    else:
-        text = text.rstrip('\n') + '\n\n' + section + '\n'
-    tmp = path.with_name(path.name + '.bench_codes.tmp')
-    tmp.write_text(text, encoding='utf-8')
-    os.replace(tmp, path)  # atomic: other benchmarks update their sections of the same file
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument('--repeat', type=int, default=3)
-    p.add_argument('--output', type=Path, default=ROOT / 'BENCHMARKS.md')
+    p.add_argument('--output', type=Path, default=BENCHMARKS)
     p.add_argument('--no-sweep', action='store_true', help='skip the K = 2..100 sweep of the model shapes')
     args = p.parse_args(argv)
-    loads = [load_average()]
+    machine = machine_info()
     rows, user_rows, sweep_rows = [], [], []
     for case in CASES:
         sec, scheme = time_case(*case[:3], args.repeat)
@@ -170,8 +129,7 @@ def main(argv=None) -> int:
             warnings.simplefilter('ignore')
             sweep_rows.append((shape, sweep(*shape)))
         print(f'{shape}: {sweep_rows[-1][1]}', flush=True)
-    loads.append(load_average())
-    write_section(args.output, render(rows, user_rows, sweep_rows, args.repeat, loads))
+    write_section('bench_codes', render(rows, user_rows, sweep_rows, args.repeat, machine), args.output)
     print(f'wrote {args.output}')
     return 0
 

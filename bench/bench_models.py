@@ -23,7 +23,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import timm_coded
-from timm_coded import CodedBottleneck
+from timm_coded import CodedBottleneck, subnn_coding_reference
 
 from common import SavedTensorBytes, command_line, machine_info, median, paired_ratios, time_interleaved, \
     time_interleaved_samples, write_section
@@ -48,15 +48,9 @@ class ExplicitCodedBlock(nn.Module):
         shortcut = x
         h = b.act2(b.bn2(b.conv2(b.act1(b.bn1(b.conv1(x))))))
         t = self.expand(h)
-        bsz, nc, hh, ww = t.shape
-        t = t.view(bsz, self.n, nc // self.n, hh, ww)
-        energy = t.float().pow(2).mean(dim=(2, 3, 4))  # Eq. 2
-        e_avg = energy.mean(dim=1, keepdim=True) + b.energy_eps
-        b.subnn_energies = energy / e_avg
-        gain = torch.rsqrt(e_avg)  # Eq. 3
-        if self.training and b.subnn_drop.rate > 0:
-            gain = gain * b.subnn_drop.sample(energy)
-        out = (t * gain.to(t.dtype)[:, :, None, None, None]).sum(dim=1)
+        t = t.view(t.shape[0], self.n, -1, *t.shape[2:])
+        keep = b.subnn_drop.sample(t) if self.training and b.subnn_drop.rate > 0 else None
+        out, b.subnn_energies = subnn_coding_reference(t, keep, b.energy_eps)  # Eq. 2-3 + dropSubNNs, literally
         out = b.bn3(out)
         if b.downsample is not None:
             shortcut = b.downsample(shortcut)

@@ -39,16 +39,16 @@ def command_line() -> str:
     return ' '.join(['python', rel] + [shlex.quote(a) for a in sys.argv[1:]])
 
 
-def write_section(name: str, body: str) -> None:
-    """Replace (or append) the `<!-- name:start -->...<!-- name:end -->` section of BENCHMARKS.md."""
+def write_section(name: str, body: str, path: Path = BENCHMARKS) -> None:
+    """Replace (or append) the `<!-- name:start -->...<!-- name:end -->` section of BENCHMARKS.md, atomically."""
     start, end = f'<!-- {name}:start -->', f'<!-- {name}:end -->'
     block = f'{start}\n{body.rstrip()}\n{end}'
-    text = BENCHMARKS.read_text() if BENCHMARKS.exists() else '# Benchmarks\n'
+    text = path.read_text() if path.exists() else '# Benchmarks\n'
     pattern = re.compile(re.escape(start) + '.*?' + re.escape(end), re.S)
     text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + '\n\n' + block + '\n'
-    tmp = BENCHMARKS.with_suffix('.md.tmp')
+    tmp = path.with_suffix('.md.tmp')
     tmp.write_text(text)
-    os.replace(tmp, BENCHMARKS)
+    os.replace(tmp, path)
 
 
 def time_interleaved_samples(fns: Dict[str, Callable[[], None]], repeats: int,

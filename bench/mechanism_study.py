@@ -39,6 +39,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument('--train-samples', type=int, default=5000, help='training images for the BC thresholds')
     p.add_argument('--out', default=str(OUT))
     p.add_argument('--report', action='store_true', help='write the BENCHMARKS.md section from saved settings')
+    p.add_argument('--baseline-only', action='store_true', help='train the plain baseline of the setting, nothing else')
     return p.parse_args(argv)
 
 
@@ -135,7 +136,7 @@ def study(args: argparse.Namespace) -> Path:
     row.update(setting=name, baseline=base, train_seconds=coded['seconds'], baseline_seconds=plain['seconds'],
                analyze_seconds=seconds, threads=args.threads,
                command='python bench/mechanism_study.py ' + shlex.join(sys.argv[1:]),
-               args={k: v for k, v in vars(args).items() if k not in ('report', 'out')})
+               args={k: v for k, v in vars(args).items() if k not in ('report', 'out', 'baseline_only')})
     path = out / 'settings' / f'{name}.json'
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(row, indent=1))
@@ -180,6 +181,8 @@ def main(argv: Optional[List[str]] = None) -> None:
     args = parse_args(argv)
     if args.report:
         write_section('mechanism_study', report(Path(args.out)))
+    elif args.baseline_only:
+        train(args.baseline, baseline_name(args), args, Path(args.out), coded=False)
     else:
         study(args)
 

@@ -142,79 +142,38 @@ def create_mixup(args, num_classes: int, use_prefetcher: bool) -> Optional[Calla
     return FastCollateMixup(**mixup_args) if use_prefetcher else MixupCollate(Mixup(**mixup_args))
 
 
-def create_train_loader(
-        args,
-        dataset: torch.utils.data.Dataset,
-        data_config: Dict[str, Any],
-        device: torch.device,
-        use_prefetcher: bool,
-        distributed: bool,
-        collate_fn: Optional[Callable] = None,
-):
+def _loader_kwargs(args, data_config: Dict[str, Any], device: torch.device, use_prefetcher: bool,
+                   distributed: bool) -> Dict[str, Any]:
+    """The create_loader arguments training and evaluation share."""
+    return dict(input_size=data_config['input_size'], mean=data_config['mean'], std=data_config['std'],
+                num_workers=args.workers, distributed=distributed, pin_memory=args.pin_mem, device=device,
+                use_prefetcher=use_prefetcher)
+
+
+def create_train_loader(args, dataset: torch.utils.data.Dataset, data_config: Dict[str, Any], device: torch.device,
+                        use_prefetcher: bool, distributed: bool, collate_fn: Optional[Callable] = None):
     """timm's create_loader for training (drop_last), workers re-created each epoch so the RNG of an epoch
     depends only on the seed set at its start (exact resume)."""
-    train_interpolation = args.train_interpolation
-    if args.no_aug or not train_interpolation:
-        train_interpolation = data_config['interpolation']
+    interpolation = data_config['interpolation'] if args.no_aug or not args.train_interpolation \
+        else args.train_interpolation
     loader = create_loader(
-        dataset,
-        input_size=data_config['input_size'],
-        batch_size=args.batch_size,
-        is_training=True,
-        no_aug=args.no_aug,
-        re_prob=args.reprob,
-        re_mode=args.remode,
-        re_count=args.recount,
-        train_crop_mode=args.train_crop_mode,
-        scale=args.scale,
-        ratio=args.ratio,
-        hflip=args.hflip,
-        vflip=args.vflip,
-        color_jitter=args.color_jitter,
-        auto_augment=args.aa,
-        interpolation=train_interpolation,
-        mean=data_config['mean'],
-        std=data_config['std'],
-        num_workers=args.workers,
-        distributed=distributed,
-        collate_fn=collate_fn,
-        pin_memory=args.pin_mem,
-        device=device,
-        use_prefetcher=use_prefetcher,
-        persistent_workers=False,
-    )
+        dataset, batch_size=args.batch_size, is_training=True, no_aug=args.no_aug, re_prob=args.reprob,
+        re_mode=args.remode, re_count=args.recount, train_crop_mode=args.train_crop_mode, scale=args.scale,
+        ratio=args.ratio, hflip=args.hflip, vflip=args.vflip, color_jitter=args.color_jitter, auto_augment=args.aa,
+        interpolation=interpolation, collate_fn=collate_fn, persistent_workers=False,
+        **_loader_kwargs(args, data_config, device, use_prefetcher, distributed))
     if args.pad_crop and not args.no_aug:
         dataset.transform = cifar_train_transform(
             data_config['input_size'][-1], padding=args.pad_crop, hflip=args.hflip, auto_augment=args.aa,
-            interpolation=train_interpolation, mean=data_config['mean'], std=data_config['std'],
+            interpolation=interpolation, mean=data_config['mean'], std=data_config['std'],
             re_prob=args.reprob, re_mode=args.remode, re_count=args.recount, use_prefetcher=use_prefetcher)
     return loader
 
 
-def create_eval_loader(
-        args,
-        dataset: torch.utils.data.Dataset,
-        data_config: Dict[str, Any],
-        device: torch.device,
-        use_prefetcher: bool,
-        distributed: bool,
-        world_size: int,
-):
+def create_eval_loader(args, dataset: torch.utils.data.Dataset, data_config: Dict[str, Any], device: torch.device,
+                       use_prefetcher: bool, distributed: bool, world_size: int):
     """timm's create_loader for evaluation over the dataset padded to whole batches on every rank."""
     batch_size = args.validation_batch_size or args.batch_size
-    padded = PaddedDataset(dataset, batch_size * world_size)
-    return create_loader(
-        padded,
-        input_size=data_config['input_size'],
-        batch_size=batch_size,
-        is_training=False,
-        interpolation=data_config['interpolation'],
-        mean=data_config['mean'],
-        std=data_config['std'],
-        num_workers=args.workers,
-        distributed=distributed,
-        crop_pct=data_config['crop_pct'],
-        pin_memory=args.pin_mem,
-        device=device,
-        use_prefetcher=use_prefetcher,
-    )
+    return create_loader(PaddedDataset(dataset, batch_size * world_size), batch_size=batch_size, is_training=False,
+                         interpolation=data_config['interpolation'], crop_pct=data_config['crop_pct'],
+                         **_loader_kwargs(args, data_config, device, use_prefetcher, distributed))

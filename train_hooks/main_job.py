@@ -175,7 +175,7 @@ def write_report(out: Path, res: Dict, timings: Dict[str, float], device: str, s
         f'- **SubNN removal** in `{rm["block"]}`: removing one random subNN that is active for the sample\'s class '
         f'costs **{100 * drop_active:.1f}** accuracy points; removing one inactive subNN costs '
         f'**{100 * drop_inactive:.1f}** (negative: accuracy rises).',
-        f'- **Early decoders**: the class read off each coded block\'s subNN energies, no classifier: '
+        '- **Early decoders**: the class read off each coded block\'s subNN energies, no classifier: '
         + ', '.join(f'`{b}` {_pct(a)}' for b, a in zip(dec['blocks'], dec['accuracy'])) + '.',
         f'- **Accuracy**: coded {_pct(res["accuracy"])}, plain {_pct(res["baseline_accuracy"])}.', '',
         'Thresholds of the binary classifiers maximise F1 on training images (the paper\'s rule); every test image '

@@ -15,17 +15,12 @@ import pytest
 import torch
 from PIL import Image
 
-from timm_coded.data import FashionMNIST, find_fashion_mnist
+from timm_coded.data import FashionMNIST
 
-pytestmark = pytest.mark.xla
+from helpers import ROOT
+from helpers.data import needs_fashion_mnist as needs_data
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-try:
-    find_fashion_mnist()
-    HAVE_DATA = True
-except FileNotFoundError:
-    HAVE_DATA = False
-needs_data = pytest.mark.skipif(not HAVE_DATA, reason='needs Debian dataset-fashion-mnist')
+pytestmark = [pytest.mark.xla, pytest.mark.slow]
 
 # The Fashion-MNIST recipe on 100 training images (3 steps of 32) and 50 test images (2 padded batches of 32).
 FASHION = ['--config', 'fashion_mnist', '--train-per-class', '10', '--val-per-class', '5', '-b', '32', '-vb', '32',

@@ -20,6 +20,7 @@ import torch.nn as nn
 from timm.models.resnet import Bottleneck
 from torch.utils.flop_counter import FlopCounterMode
 
+from ..checkpoint import check_checkpoint
 from ..layers import subnn_energies, unwrap
 from ..models import CodedBottleneck
 from .subnns import active_subnns, check_class_index, grouped_blocks, residual_blocks
@@ -307,6 +308,7 @@ def load_binary_classifier(path: str) -> BinaryClassifier:
         weights_path = hf_hub_download(repo, 'model.safetensors')
     else:
         config_path, weights_path = os.path.join(path, 'config.json'), os.path.join(path, 'model.safetensors')
+    check_checkpoint(weights_path)
     with open(config_path) as f:
         config = json.load(f)
     if CONFIG_KEY not in config:

@@ -1,7 +1,7 @@
 """ Rule B: choose K words, pairwise >= d apart, whose column sums are as equal as possible (Algorithm 1, lines
 19-27, heuristically): a greedy pick of the words on the least used columns, a swap local search that keeps every
-distance >= d, and single-1 moves from the fullest to the emptiest column. `_balance_in_pool` is the tabu variant
-used after the tabu search of `tabu.py`.
+distance >= d, and single-1 moves from the fullest to the emptiest column. `_balance_in_pool` runs the swap search
+as a tabu search (uphill moves too) after the tabu search of `tabu.py`.
 """
 from typing import Tuple
 
@@ -112,16 +112,18 @@ class _SwapSearch:
             self._conflicts(v, +1)
         self.tabu[u] = self.tabu[v] = it + tenure
 
-    def run(self, ideal: int, max_iter: int, patience: int = 200) -> np.ndarray:
-        """Improve until the spread is `ideal` or no progress; return the best chosen indices found."""
+    def run(self, ideal: int, max_iter: int, patience: int = 200, uphill: bool = False) -> np.ndarray:
+        """Improve until the spread is `ideal` or no progress; the best chosen indices met. A descent takes only
+        moves that do not worsen the objective; with `uphill` (a tabu search) the best legal move is taken even
+        uphill, to leave local minima."""
         best_key, best_set, stale = self._key(), np.flatnonzero(self.inside), 0
         for it in range(max_iter):
-            if self.spread() <= ideal or stale > patience:
+            if (best_key[0] if uphill else self.spread()) <= ideal or stale > patience:
                 break
             delta, u, v = self._best_move(it)
-            if u < 0 or delta > 0:
+            if u < 0 or (delta > 0 and not uphill):
                 break
-            self._apply(u, v, it, tenure=7 if delta == 0 else 0)
+            self._apply(u, v, it, _BALANCE_TENURE + it % _BALANCE_TENURE if uphill else 7 if delta == 0 else 0)
             key = self._key()
             if key < best_key:
                 best_key, best_set, stale = key, np.flatnonzero(self.inside), 0
@@ -191,27 +193,6 @@ def _select_balanced(pool: _Pool, code: np.ndarray, k: int, n: int, a: int, d: i
     return np.sort(_shift_balance(chosen, n, d, ideal))
 
 
-class _TabuSwapSearch(_SwapSearch):
-    """`_SwapSearch` that also takes uphill moves (tabu search), so it leaves local minima of the balance."""
-
-    def run(self, ideal: int, max_iter: int, patience: int = 200) -> np.ndarray:
-        """The best-balanced chosen indices met (the move taken is the best legal one, even uphill)."""
-        best_key, best_set, stale = self._key(), np.flatnonzero(self.inside), 0
-        for it in range(max_iter):
-            if best_key[0] <= ideal or stale > patience:
-                break
-            _, u, v = self._best_move(it)
-            if u < 0:
-                break
-            self._apply(u, v, it, tenure=_BALANCE_TENURE + it % _BALANCE_TENURE)
-            key = self._key()
-            if key < best_key:
-                best_key, best_set, stale = key, np.flatnonzero(self.inside), 0
-            else:
-                stale += 1
-        return best_set
-
-
 def _balance_in_pool(words: np.ndarray, code: np.ndarray, n: int, a: int, d: int) -> np.ndarray:
     """Re-balance the K words `code` (pairwise >= d) by tabu swaps with words of the sorted pool `words`.
 
@@ -226,7 +207,7 @@ def _balance_in_pool(words: np.ndarray, code: np.ndarray, n: int, a: int, d: int
         fits = np.flatnonzero(np.cumsum(np.bincount(near)) <= _BALANCE_POOL_CAP)
         words = np.union1d(words[near <= max(int(fits[-1]) if fits.size else 0, 1)], code)
     ideal = _ideal_spread(k, n, a)
-    search = _TabuSwapSearch(words, np.searchsorted(words, code), n, a, d, pairwise_ok=False)
+    search = _SwapSearch(words, np.searchsorted(words, code), n, a, d, pairwise_ok=False)
     max_iter = max(_BALANCE_MIN_MOVES, min(_BALANCE_MAX_MOVES, _BALANCE_WORK // (words.size * n)))
-    chosen = words[search.run(ideal, max_iter, patience=max_iter // 4)]
+    chosen = words[search.run(ideal, max_iter, patience=max_iter // 4, uphill=True)]
     return np.sort(_shift_balance(chosen, n, d, ideal))
