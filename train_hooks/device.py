@@ -55,11 +55,6 @@ class Runtime:
     def is_primary(self) -> bool:
         return self.rank == 0
 
-    @property
-    def data_parallel_size(self) -> int:
-        """Replicas the global batch is split over: DDP processes times SPMD devices."""
-        return self.world_size * self.num_devices
-
     def autocast(self, enabled: bool, dtype: torch.dtype):
         if not enabled:
             return nullcontext()

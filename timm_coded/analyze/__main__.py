@@ -28,8 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument('--checkpoint', required=True,
                    help='timm CheckpointSaver .pth.tar (with state_dict), bare state_dict .pth or .safetensors')
     g.add_argument('--use-ema', action='store_true', help='use the checkpoint\'s EMA weights (state_dict_ema)')
-    g.add_argument('--baseline-model', default=None, help='plain ResNeXt of the same architecture (BC baseline)')
-    g.add_argument('--baseline-checkpoint', default=None)
+    g.add_argument('--baseline-checkpoint', default=None, help='trained plain ResNeXt of the same architecture')
+    g.add_argument('--baseline-model', default=None, help='its architecture (default: the one its checkpoint records)')
     g.add_argument('--baseline-model-kwargs', nargs='*', default={}, action=ParseKwargs)
     g = p.add_argument_group('data')
     g.add_argument('--dataset', required=True,
@@ -91,12 +91,10 @@ def main(argv: Optional[List[str]] = None) -> str:
                  'interpolation': args.interpolation}
     data_config = resolve_eval_config(model, train_args, overrides)
     in_chans = int(data_config['input_size'][0])
-    baseline = None
-    if args.baseline_model or args.baseline_checkpoint:
-        if not (args.baseline_model and args.baseline_checkpoint):
-            raise SystemExit('error: the baseline needs both --baseline-model and --baseline-checkpoint.')
-        baseline = model_from_checkpoint(args.baseline_checkpoint, args.baseline_model, args.baseline_model_kwargs,
-                                         args.use_ema)[0].to(args.device)
+    if args.baseline_model and not args.baseline_checkpoint:
+        raise SystemExit('error: --baseline-model needs --baseline-checkpoint (the trained plain ResNeXt).')
+    baseline = None if not args.baseline_checkpoint else model_from_checkpoint(
+        args.baseline_checkpoint, args.baseline_model, args.baseline_model_kwargs, args.use_ema)[0].to(args.device)
     train_set = subsample(build_dataset(args.dataset, args.train_split, args.data_dir, data_config, in_chans),
                           args.train_samples, args.seed)
     test_set = subsample(build_dataset(args.dataset, args.val_split, args.data_dir, data_config, in_chans),
@@ -118,7 +116,7 @@ def main(argv: Optional[List[str]] = None) -> str:
     meta = {'model': model.pretrained_cfg.get('architecture', args.model), 'checkpoint': args.checkpoint,
             'dataset': args.dataset,
             'ood_dataset': ood_name if ood_set is not None else None,
-            'baseline': f'{args.baseline_model} ({args.baseline_checkpoint})' if baseline is not None else None,
+            'baseline': args.baseline_checkpoint,
             'data_config': {k: v for k, v in data_config.items()}, 'device': args.device,
             'command': 'python -m timm_coded.analyze ' + ' '.join(shlex.quote(a) for a in (argv or sys.argv[1:]))}
     path = write_report(analysis, args.output, meta)
