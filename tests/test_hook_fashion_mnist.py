@@ -1,10 +1,12 @@
 """Real data: the session's Fashion-MNIST training (tests/conftest.py) with the coding loss through the task."""
 import numpy as np
+import pytest
 import torch
 
 import timm_coded
 
 
+@pytest.mark.slow
 def test_coding_loss_falls_and_early_decoders_learn(trained):
     model = trained.coded_model.eval()
     x_test, y_test = trained.test
