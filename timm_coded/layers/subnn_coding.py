@@ -244,8 +244,9 @@ class SubNNDrop(nn.Module):
 
     def sample(self, like: torch.Tensor) -> torch.Tensor:
         """Draw, keep and return a fresh (B, N) keep-mask for the batch of `like`, scaled by 1/(1-rate)."""
-        self.mask = _draw_keep_mask(like, self.num_subnns, 1. - self.rate)
-        return self.mask
+        mask = _draw_keep_mask(like, self.num_subnns, 1. - self.rate)
+        self.mask = mask
+        return mask
 
     def extra_repr(self) -> str:
         return f'num_subnns={self.num_subnns}, rate={self.rate}'
