@@ -190,7 +190,8 @@ def test_command_line_errors_are_one_line_and_write_nothing(tmp_path):
                                    coding_ratios='10/10,5/10,3/10')).state_dict(), good)
     truncated = tmp_path / 'truncated.pth.tar'
     truncated.write_bytes(good.read_bytes()[:good.stat().st_size // 2])
-    common = ['--epochs', '1', '--train-per-class', '2', '--val-per-class', '1', '-j', '0', '--output', str(out)]
+    common = ['--epochs', '1', '--train-per-class', '2', '--val-per-class', '1', '-b', '4', '-j', '0',
+              '--output', str(out)]
     cases = [
         (['--data-dir', '/no/such/dir'], '--data-dir /no/such/dir: no such folder'),
         (['--device', 'xla'], '--device xla needs torch_xla'),

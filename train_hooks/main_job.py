@@ -51,7 +51,8 @@ def locate_data(data_dir: Optional[str], download: bool, cache: Path) -> str:
         return find_fashion_mnist(data_dir)
     except FileNotFoundError as missing:
         if not download:
-            raise SystemExit(f'{missing}\nOr re-run with --download to fetch it with torchvision (needs network).')
+            raise SystemExit(f'error: {missing}\nOr re-run with --download to fetch it with torchvision '
+                             f'(needs network).')
     import torchvision
     for train in (True, False):
         torchvision.datasets.FashionMNIST(str(cache), train=train, download=True)
@@ -73,7 +74,8 @@ def run_stages(stages: Dict[str, List[str]], log_dir: Path, timings: Dict[str, f
         timings[name] = time.time() - start
         if rc != 0:
             tail = (log_dir / f'{name}.log').read_text().splitlines()[-30:]
-            raise SystemExit(f'{name} failed (exit {rc}); last lines of {log_dir / name}.log:\n' + '\n'.join(tail))
+            raise SystemExit(f'error: {name} failed (exit {rc}); last lines of {log_dir / name}.log:\n'
+                             + '\n'.join(tail))
         print(f'   {name} done in {timings[name] / 60:.1f} min', flush=True)
 
 

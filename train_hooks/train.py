@@ -128,18 +128,18 @@ def _check_batches(args, rt: Runtime) -> None:
     for flag, size in (('--batch-size', args.batch_size),
                        ('--validation-batch-size', args.validation_batch_size or args.batch_size)):
         if size % rt.num_devices:
-            raise SystemExit(f'{flag} {size} must be a multiple of the {rt.num_devices} XLA devices the batch is '
-                             f'sharded over (SPMD); e.g. {flag} {rt.num_devices * max(1, size // rt.num_devices)}.')
+            raise SystemExit(f'error: {flag} {size} must be a multiple of the {rt.num_devices} XLA devices the batch '
+                             f'is sharded over (SPMD); e.g. {flag} {rt.num_devices * max(1, size // rt.num_devices)}.')
     if args.mixup > 0 or args.cutmix > 0 or args.cutmix_minmax is not None:
         if args.batch_size % 2:
-            raise SystemExit(f'Mixup / CutMix pair samples within a batch: --batch-size must be even, got '
+            raise SystemExit(f'error: Mixup / CutMix pair samples within a batch: --batch-size must be even, got '
                              f'{args.batch_size}.')
 
 
 def _check_targets(dataset, num_classes: int, what: str) -> None:
     targets = dataset_targets(dataset)
     if targets is not None and len(targets) and int(targets.max()) >= num_classes:
-        raise SystemExit(f'The {what} set has class index {int(targets.max())} but the model has {num_classes} '
+        raise SystemExit(f'error: The {what} set has class index {int(targets.max())} but the model has {num_classes} '
                          f'classes: pass --num-classes {int(targets.max()) + 1}.')
 
 
@@ -153,6 +153,8 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     """Run training; returns {'output_dir', 'best_metric', 'best_epoch', 'last_eval'} (on every rank)."""
     setup_default_logging()
     args, args_text = parse_args(argv)
+    if args.resume:
+        check_checkpoint(args.resume)  # before any set-up work: a bad --resume fails at once
     rt = setup_runtime(args)
     random_seed(args.seed, args.rank)
     if rt.is_xla:
@@ -177,8 +179,8 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
         model.to(memory_format=torch.channels_last)
     if args.sync_bn and rt.distributed:
         if rt.device.type != 'cuda':
-            raise SystemExit('--sync-bn needs CUDA DDP (torch SyncBatchNorm); XLA SPMD already normalises over the '
-                             'whole host batch.')
+            raise SystemExit('error: --sync-bn needs CUDA DDP (torch SyncBatchNorm); XLA SPMD already normalises '
+                             'over the whole host batch.')
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     task = build_task(model, args, rt, mixup_collate is not None)
     amp_dtype, loss_scaler = _amp(args, rt)
@@ -196,8 +198,8 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     cpu_loader_eval = create_eval_loader(args, dataset_eval, eval_config, rt.device, use_prefetcher,
                                          rt.distributed, rt.world_size)
     if len(cpu_loader_train) == 0:
-        raise SystemExit(f'The training set ({len(dataset_train)} images) is smaller than one global batch: lower '
-                         f'--batch-size.')
+        raise SystemExit(f'error: the training set ({len(dataset_train)} images) is smaller than one global batch: '
+                         f'lower --batch-size.')
     loader_train, loader_eval = rt.device_loader(cpu_loader_train), rt.device_loader(cpu_loader_eval)
     prefetched = use_prefetcher or rt.is_xla
 
@@ -272,7 +274,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
                                        prefetched, step_metrics, epoch, log_suffix=' (EMA)')
                 eval_metrics.update((f'ema_{k}', v) for k, v in ema_metrics.items() if k != 'samples')
             if args.eval_metric not in eval_metrics:
-                raise SystemExit(f'--eval-metric {args.eval_metric!r} is not one of {", ".join(eval_metrics)}.')
+                raise SystemExit(f'error: --eval-metric {args.eval_metric!r} is not one of {", ".join(eval_metrics)}.')
             latest_metric = eval_metrics[args.eval_metric]
             lrs = [g['lr'] for g in optimizer.param_groups]
             if lr_scheduler is not None:
