@@ -171,9 +171,30 @@ def report(out: Path) -> str:
             f'({_pct(c["precision"])} / {_pct(c["recall"])}) | {p["f1"]:.3f} ({_pct(p["precision"])} / '
             f'{_pct(p["recall"])}) | {r["gap"]:+.3f} | {r["bc_full_logit"]["f1"]:.3f} / '
             f'{r["bc_plain_full_logit"]["f1"]:.3f} | {dec} | {rem} | {r["train_seconds"] / 60:.0f} / '
-            f'{r["baseline_seconds"] / 60:.0f} |')
-    lines += ['', 'Commands:', '']
-    lines += [f'- `{r["setting"]}`: `{r["command"]}`' for r in rows]
+            f'{r["baseline_seconds"] / 60:.0f}{" *" if r.get("note") else ""} |')
+    lines += ['', '\\* see the note after its command.', '', budget_curve(rows), '', 'Commands:', '']
+    lines += [f'- `{r["setting"]}`: `{r["command"]}`' + (f' ({r["note"]})' if r.get('note') else '') for r in rows]
+    return '\n'.join(lines)
+
+
+def budget_curve(rows: List[Dict[str, Any]]) -> str:
+    """Gap vs. training budget (images seen) for each architecture / mu / p_drop with more than one budget."""
+    groups: Dict[str, List[Dict[str, Any]]] = {}
+    for r in sorted(rows, key=lambda r: r['setting']):
+        a = r['args']
+        groups.setdefault(f'L{"".join(map(str, a["layers"] or (1, 1, 1)))} mu {a["mu"]:g} p {a["drop_subnn"]:g}',
+                          []).append(r)
+    groups = {k: g for k, g in groups.items() if len(g) > 1}
+    if not groups:
+        return ''
+    lines = ['Gap vs. budget (images seen = 10 classes x images per class x epochs):', '',
+             '| architecture, mu, p_drop | images seen | top-1 coded / plain | BC F1 coded / plain | gap |',
+             '|---|---|---|---|---|']
+    for key, group in groups.items():
+        for r in sorted(group, key=lambda r: r['args']['per_class'] * r['args']['epochs']):
+            seen = 10 * r['args']['per_class'] * r['args']['epochs']
+            lines.append(f'| {key} | {seen:,} | {_pct(r["top1"])} / {_pct(r["baseline_top1"])} | '
+                         f'{r["bc_coded"]["f1"]:.3f} / {r["bc_plain"]["f1"]:.3f} | {r["gap"]:+.3f} |')
     return '\n'.join(lines)
 
 
