@@ -1,7 +1,9 @@
 """train_hooks.train on real Fashion-MNIST: eager CPU, torchrun DDP over 2 gloo processes, and a run killed with
 SIGKILL mid-epoch then continued with --resume, which must end where an uninterrupted run ends."""
 import csv
+import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -41,11 +43,19 @@ def _summary(path: str) -> list:
 
 
 @needs_fashion_mnist
-def test_cpu_few_steps_logs_coded_metrics_and_checkpoints(tmp_path):
-    """Eager CPU, in-process: summary has the coded columns, checkpoints follow timm's CheckpointSaver layout."""
+def test_cpu_few_steps_logs_coded_metrics_and_checkpoints(tmp_path, caplog):
+    """Eager CPU, in-process: summary has the coded columns, checkpoints follow timm's CheckpointSaver layout,
+    every log line shows its interval's losses."""
     from train_hooks.train import main
-    result = main(TINY + ['--train-per-class', '6', '--val-per-class', '3', '-b', '20', '-vb', '16',
-                          '--epochs', '2', '-j', '0', '--model-ema', '--output', str(tmp_path), '--experiment', 'cpu'])
+    with caplog.at_level(logging.INFO):
+        result = main(TINY + ['--train-per-class', '6', '--val-per-class', '3', '-b', '20', '-vb', '16',
+                              '--epochs', '2', '-j', '0', '--model-ema', '--output', str(tmp_path), '--experiment',
+                              'cpu'])
+    step_lines = [r.getMessage() for r in caplog.records if re.match(r'Train: \d+ \[', r.getMessage())]
+    assert len(step_lines) == 6  # --log-interval 1: every one of the 3 batches of each epoch
+    for line in step_lines:
+        loss, class_loss = (float(re.search(rf'{k} ([0-9.]+)', line).group(1)) for k in ('loss', 'class'))
+        assert loss > class_loss > 0.5, line  # an untrained 10-class net: each interval has its own losses
     out = result['output_dir']
     assert sorted(f for f in os.listdir(out) if f.endswith('.pth.tar')) == [
         'checkpoint-0.pth.tar', 'checkpoint-1.pth.tar', 'last.pth.tar', 'model_best.pth.tar']

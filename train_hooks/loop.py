@@ -84,7 +84,7 @@ def train_one_epoch(
             _logger.info(f'Train: {epoch} [{batch_idx:>5d}/{num_batches} ({100. * done / num_batches:>3.0f}%)]  '
                          f'{meters.format(interval)}  lr {lr:.3e}  {rate:>7.3g} img/s  eta '
                          f'{(now - start) / done * (num_batches - done) / 60:.1f} min')
-        prev, last = (sums, count, batch_idx), now
+        prev, last = (sums.clone(), count, batch_idx), now  # a copy: on one CPU process `sums` is the meters' own
 
     optimizer.zero_grad(set_to_none=True)
     for batch_idx, (input, target) in enumerate(loader):
