@@ -157,7 +157,8 @@ def report(out: Path) -> str:
              'precision / recall / F1 on the whole test split (1000 positives, 9000 negatives per class), mean over '
              'the 10 classes. "plain" = the same subNN masks applied to the plain baseline. Removal: accuracy after '
              'removing one random active / inactive subNN (of each sample\'s class) from the last block of stages 2 '
-             'and 3.', '',
+             'and 3. Train minutes: wall time at 1 thread per run while 2-4 runs shared the 2 cores (a record of what '
+             'each run took here, not the time of the recipe on an idle machine).', '',
              '| setting | top-1 coded / plain | BC F1 coded (P / R) | BC F1 plain (P / R) | gap | full-logit F1 '
              'coded / plain | early decoders | removal k=1 active / inactive (k=0) | train min coded / plain |',
              '|---|---|---|---|---|---|---|---|---|']
