@@ -13,7 +13,7 @@ import torch
 from timm.task import load_task_ema_checkpoint, resume_task_checkpoint
 from timm.utils import unwrap_model
 
-from timm_coded.checkpoint import check_checkpoint, read_checkpoint
+from timm_coded.checkpoint import read_checkpoint
 
 _logger = logging.getLogger(__name__)
 
@@ -80,8 +80,8 @@ def _load_scheduler(lr_scheduler, stored: Dict[str, Any]) -> None:
 
 
 def resume_training(path: str, task, optimizer=None, train_state: Optional[TrainState] = None) -> int:
-    """Restore model, optimizer, AMP scaler, LR scheduler and EMA from `path`; returns the epoch to start at."""
-    check_checkpoint(path)
+    """Restore model, optimizer, AMP scaler, LR scheduler and EMA from `path` (already passed through
+    `check_checkpoint`, as `train.main` does before any set-up); returns the epoch to start at."""
     start_epoch = resume_task_checkpoint(task, path, optimizer=optimizer, loss_scaler=train_state)
     if task.has_ema():
         if read_checkpoint(path).get('state_dict_ema') is None:

@@ -139,8 +139,8 @@ def _check_batches(args, rt: Runtime) -> None:
 def _check_targets(dataset, num_classes: int, what: str) -> None:
     targets = dataset_targets(dataset)
     if targets is not None and len(targets) and int(targets.max()) >= num_classes:
-        raise SystemExit(f'error: The {what} set has class index {int(targets.max())} but the model has {num_classes} '
-                         f'classes: pass --num-classes {int(targets.max()) + 1}.')
+        raise SystemExit(f'error: the {what} set has class index {int(targets.max())} but the model has '
+                         f'{num_classes} classes: pass --num-classes {int(targets.max()) + 1}.')
 
 
 def _output_dir(args, data_config: Dict[str, Any]) -> str:
