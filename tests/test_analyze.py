@@ -351,6 +351,22 @@ def test_checkpoint_codebook_mismatch_is_a_clear_error(tmp_path):
     torch.testing.assert_close(loaded.fc.weight, model.fc.weight)
 
 
+def test_checkpoint_rebuilds_the_trained_coding_ratios(tmp_path):
+    """A run with --coding-ratios / --drop-subnn (stored in the checkpoint's args) comes back with those ratios."""
+    from timm_coded.checkpoint import model_from_checkpoint
+    model = timm.create_model('coded_resnext29_10x11d', **dict(TINY, coding_ratios=('10/10', '4/10', '2/10')),
+                              drop_subnn_rate=0.2)
+    path = str(tmp_path / 'ckpt.pth.tar')
+    args = argparse.Namespace(model='coded_resnext29_10x11d', model_kwargs=TINY,
+                              coding_ratios=['10/10', '4/10', '2/10'],
+                              drop_subnn=0.2, num_classes=None, in_chans=None, input_size=None)
+    torch.save({'arch': 'coded_resnext29_10x11d', 'state_dict': model.state_dict(), 'args': args}, path)
+    loaded, _, _ = model_from_checkpoint(path)
+    assert loaded.coding_ratios == ('10/10', '4/10', '2/10')
+    assert loaded.coded_blocks()[0].subnn_drop.rate == 0.2
+    torch.testing.assert_close(loaded.get_codebook('r2_10'), model.get_codebook('r2_10'))
+
+
 # --- trained on Fashion-MNIST: the CLI report -----------------------------------------------------------------
 
 @pytest.mark.slow

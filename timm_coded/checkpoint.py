@@ -99,8 +99,8 @@ def model_from_checkpoint(
 ) -> Tuple[nn.Module, Dict[str, Any], Dict[str, Any]]:
     """Rebuild the model a checkpoint was trained as and load its weights (strict, codebooks checked).
 
-    The architecture and its kwargs (num_classes, in_chans, --model-kwargs, the codebooks) come from the
-    checkpoint; `model_name` / `model_kwargs` override them. Returns (model in eval mode, training args, the
+    The architecture and its kwargs (num_classes, in_chans, --model-kwargs, --coding-ratios, --drop-subnn, the
+    codebooks) come from the checkpoint; `model_name` / `model_kwargs` override them. Returns (model in eval mode, training args, the
     checkpoint's other entries: epoch, metric).
     """
     import timm
@@ -127,6 +127,9 @@ def model_from_checkpoint(
         if value is not None:
             kwargs[name] = int(value)
     kwargs.update(args.get('model_kwargs') or {})
+    for flag, name in (('coding_ratios', 'coding_ratios'), ('drop_subnn', 'drop_subnn_rate')):  # train's flags
+        if args.get(flag) is not None:
+            kwargs[name] = tuple(args[flag]) if flag == 'coding_ratios' else args[flag]
     if _codebooks(state_dict):
         kwargs['codebooks'] = _codebooks(state_dict)
     kwargs.update(model_kwargs or {})
