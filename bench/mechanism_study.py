@@ -3,7 +3,8 @@
 A setting trains a Coded ResNeXt and, once per architecture and budget, its plain baseline with the project's
 own commands (`python -m train_hooks.train --config fashion_mnist`), then analyses the pair with
 `python -m timm_coded.analyze`: BC thresholds chosen on training images, every metric on the whole 10k test
-split. `--report` gathers the saved settings into BENCHMARKS.md.
+split. Each setting's figures go to `bench/results/mechanism/<setting>.json`; `--report` gathers them into
+BENCHMARKS.md.
 
     python bench/mechanism_study.py --layers 1 3 3 --mu 6 --per-class 2000 --epochs 6
     python bench/mechanism_study.py --report
@@ -20,7 +21,8 @@ from typing import Any, Dict, List, Optional
 
 from common import ROOT, machine_info, write_section
 
-OUT = ROOT / 'output' / 'mechanism'
+OUT = ROOT / 'output' / 'mechanism'             # checkpoints, logs and analysis reports (not tracked)
+RESULTS = ROOT / 'bench' / 'results' / 'mechanism'  # one JSON per setting (tracked): what `--report` reads
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -38,6 +40,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument('--threads', type=int, default=None, help='OMP_NUM_THREADS of each command')
     p.add_argument('--train-samples', type=int, default=5000, help='training images for the BC thresholds')
     p.add_argument('--out', default=str(OUT))
+    p.add_argument('--results', default=str(RESULTS), help='folder of the settings JSONs')
     p.add_argument('--report', action='store_true', help='write the BENCHMARKS.md section from saved settings')
     p.add_argument('--baseline-only', action='store_true', help='train the plain baseline of the setting, nothing else')
     return p.parse_args(argv)
@@ -136,8 +139,8 @@ def study(args: argparse.Namespace) -> Path:
     row.update(setting=name, baseline=base, train_seconds=coded['seconds'], baseline_seconds=plain['seconds'],
                analyze_seconds=seconds, threads=args.threads,
                command='python bench/mechanism_study.py ' + shlex.join(sys.argv[1:]),
-               args={k: v for k, v in vars(args).items() if k not in ('report', 'out', 'baseline_only')})
-    path = out / 'settings' / f'{name}.json'
+               args={k: v for k, v in vars(args).items() if k not in ('report', 'out', 'results', 'baseline_only')})
+    path = Path(args.results) / f'{name}.json'
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(row, indent=1))
     print(json.dumps({k: row[k] for k in ('setting', 'top1', 'baseline_top1', 'gap')}))
@@ -148,8 +151,8 @@ def _pct(v: float) -> str:
     return f'{100 * v:.1f}'
 
 
-def report(out: Path) -> str:
-    rows = [json.loads(p.read_text()) for p in sorted((out / 'settings').glob('*.json'))]
+def report(results: Path) -> str:
+    rows = [json.loads(p.read_text()) for p in sorted(results.glob('*.json'))]
     lines = ['## Mechanism study: Fashion-MNIST, coded vs plain extraction (`bench/mechanism_study.py`)', '',
              f'- Machine: {machine_info()}',
              '- Each row: one Coded ResNeXt and its plain baseline, trained by the same recipe (`fashion_mnist`, '
@@ -183,13 +186,14 @@ def budget_curve(rows: List[Dict[str, Any]]) -> str:
     groups: Dict[str, List[Dict[str, Any]]] = {}
     for r in sorted(rows, key=lambda r: r['setting']):
         a = r['args']
-        groups.setdefault(f'L{"".join(map(str, a["layers"] or (1, 1, 1)))} mu {a["mu"]:g} p {a["drop_subnn"]:g}',
-                          []).append(r)
+        ratios = f' ratios {",".join(a["coding_ratios"])}' if a.get('coding_ratios') else ''
+        groups.setdefault(f'L{"".join(map(str, a["layers"] or (1, 1, 1)))}{ratios} mu {a["mu"]:g} p '
+                          f'{a["drop_subnn"]:g}', []).append(r)
     groups = {k: g for k, g in groups.items() if len(g) > 1}
     if not groups:
         return ''
     lines = ['Gap vs. budget (images seen = 10 classes x images per class x epochs):', '',
-             '| architecture, mu, p_drop | images seen | top-1 coded / plain | BC F1 coded / plain | gap |',
+             '| architecture, ratios, mu, p_drop | images seen | top-1 coded / plain | BC F1 coded / plain | gap |',
              '|---|---|---|---|---|']
     for key, group in groups.items():
         for r in sorted(group, key=lambda r: r['args']['per_class'] * r['args']['epochs']):
@@ -202,7 +206,7 @@ def budget_curve(rows: List[Dict[str, Any]]) -> str:
 def main(argv: Optional[List[str]] = None) -> None:
     args = parse_args(argv)
     if args.report:
-        write_section('mechanism_study', report(Path(args.out)))
+        write_section('mechanism_study', report(Path(args.results)))
     elif args.baseline_only:
         train(args.baseline, baseline_name(args), args, Path(args.out), coded=False)
     else:
