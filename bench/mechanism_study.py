@@ -160,7 +160,7 @@ def report(results: Path) -> str:
              'precision / recall / F1 on the whole test split (1000 positives, 9000 negatives per class), mean over '
              'the 10 classes. "plain" = the same subNN masks applied to the plain baseline. Removal: accuracy after '
              'removing one random active / inactive subNN (of each sample\'s class) from the last block of stages 2 '
-             'and 3. Train minutes: wall time at 1 thread per run while 2-4 runs shared the 2 cores (a record of what '
+             'and 3. Train minutes: wall time at 1 thread per run while 2-4 runs (at times also a CI run) shared the 2 cores (a record of what '
              'each run took here, not the time of the recipe on an idle machine).', '',
              '| setting | top-1 coded / plain | BC F1 coded (P / R) | BC F1 plain (P / R) | gap | full-logit F1 '
              'coded / plain | early decoders | removal k=1 active / inactive (k=0) | train min coded / plain |',
@@ -176,7 +176,10 @@ def report(results: Path) -> str:
             f'{_pct(p["recall"])}) | {r["gap"]:+.3f} | {r["bc_full_logit"]["f1"]:.3f} / '
             f'{r["bc_plain_full_logit"]["f1"]:.3f} | {dec} | {rem} | {r["train_seconds"] / 60:.0f} / '
             f'{r["baseline_seconds"] / 60:.0f}{" *" if r.get("note") else ""} |')
-    lines += ['', '\\* see the note after its command.', '', budget_curve(rows), '', 'Commands:', '']
+    if any(r.get('note') for r in rows):
+        lines += ['', '\\* see the note after its command.']
+    curve = budget_curve(rows)
+    lines += ([''] + ([curve, ''] if curve else []) + ['Commands:', ''])
     lines += [f'- `{r["setting"]}`: `{r["command"]}`' + (f' ({r["note"]})' if r.get('note') else '') for r in rows]
     return '\n'.join(lines)
 
