@@ -1,4 +1,6 @@
 """Parts of train_hooks.train: flags and recipes, the CIFAR pad-crop transform, padded evaluation."""
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -121,3 +123,15 @@ def test_fashion_mnist_grayscale_one_or_three_channels():
         train, val = create_datasets(args, in_chans)
         assert (len(train), len(val)) == (20, 10)
         assert train[0][0].mode == mode and sorted(set(int(t) for t in train.targets)) == list(range(10))
+
+
+@pytest.mark.parametrize('device', ['cpu', 'cuda'])
+def test_main_job_training_commands_parse(device):
+    from train_hooks.main_job import CPU_BATCH, train_cmd
+    cmd = train_cmd('coded_resnext23_10x4d', Path('out'), device, '/data', scale=1. if device == 'cpu' else 6.)
+    args, _ = parse_args(cmd[cmd.index('train_hooks.train') + 1:])
+    assert args.model == 'coded_resnext23_10x4d' and args.coding_loss_weight == 18.
+    if device == 'cpu':  # the short CPU budget trains in smaller steps than the recipe
+        assert (args.train_per_class, args.epochs, args.batch_size) == (1000, 5, CPU_BATCH)
+    else:
+        assert (args.train_per_class, args.epochs, args.batch_size) == (6000, 15, 128)
