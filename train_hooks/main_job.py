@@ -178,8 +178,8 @@ def write_report(out: Path, res: Dict, timings: Dict[str, float], device: str, s
         f'**{coded["f1"] - plain["f1"]:+.3f}** F1. (The full networks\' class logits: {full["f1"]:.3f} coded, '
         f'{plain_full["f1"]:.3f} plain.)',
         f'- **SubNN removal** in `{rm["block"]}`: removing one random subNN that is active for the sample\'s class '
-        f'costs **{100 * drop_active:.1f}** accuracy points; removing one inactive subNN costs '
-        f'**{100 * drop_inactive:.1f}** (negative: accuracy rises).',
+        f'costs **{100 * drop_active:.2f}** accuracy points; removing one inactive subNN costs '
+        f'**{100 * drop_inactive:.2f}** (negative: accuracy rises).',
         '- **Early decoders**: the class read off each coded block\'s subNN energies, no classifier: '
         + ', '.join(f'`{b}` {_pct(a)}' for b, a in zip(dec['blocks'], dec['accuracy'])) + '.',
         f'- **Accuracy**: coded {_pct(res["accuracy"])}, plain {_pct(res["baseline_accuracy"])}.', '',
