@@ -36,6 +36,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument('--per-class', type=int, default=2000, help='training images per class')
     p.add_argument('--epochs', type=int, default=6)
     p.add_argument('--seed', type=int, default=42)
+    p.add_argument('--batch-size', type=int, default=None, help="batch of both runs (default: the recipe's, 128)")
     p.add_argument('--extra', default='', help='more train_hooks.train flags for the coded run, one string')
     p.add_argument('--threads', type=int, default=None, help='OMP_NUM_THREADS of each command')
     p.add_argument('--train-samples', type=int, default=5000, help='training images for the BC thresholds')
@@ -50,13 +51,17 @@ def setting_name(args: argparse.Namespace) -> str:
     arch = args.model + ('-L' + ''.join(map(str, args.layers)) if args.layers else '')
     ratios = '-r' + '_'.join(r.replace('/', 'o') for r in args.coding_ratios) if args.coding_ratios else ''
     extra = '-x' + ''.join(c if c.isalnum() else '_' for c in args.extra) if args.extra else ''
-    return (f'{arch}{ratios}-mu{args.mu:g}-p{args.drop_subnn:g}-n{args.per_class}-e{args.epochs}-s{args.seed}'
-            f'{extra}')
+    return (f'{arch}{ratios}-mu{args.mu:g}-p{args.drop_subnn:g}-n{args.per_class}-e{args.epochs}{_batch(args)}'
+            f'-s{args.seed}{extra}')
+
+
+def _batch(args: argparse.Namespace) -> str:
+    return f'-b{args.batch_size}' if args.batch_size else ''
 
 
 def baseline_name(args: argparse.Namespace) -> str:
     arch = args.baseline + ('-L' + ''.join(map(str, args.layers)) if args.layers else '')
-    return f'{arch}-n{args.per_class}-e{args.epochs}-s{args.seed}'
+    return f'{arch}-n{args.per_class}-e{args.epochs}{_batch(args)}-s{args.seed}'
 
 
 def run(cmd: List[str], log: Path, threads: Optional[int]) -> float:
@@ -90,6 +95,8 @@ def train(model: str, name: str, args: argparse.Namespace, out: Path, coded: boo
                '--train-per-class', str(args.per_class), '--val-per-class', '100', '--epochs', str(args.epochs),
                '--seed', str(args.seed), '--workers', '0', '--log-interval', '100', '--output', str(out / 'train'),
                '--experiment', name]
+        if args.batch_size:
+            cmd += ['--batch-size', str(args.batch_size)]
         if args.layers:
             cmd += ['--model-kwargs', f'layers={tuple(args.layers)}']
         if coded:
@@ -190,13 +197,14 @@ def budget_curve(rows: List[Dict[str, Any]]) -> str:
     for r in sorted(rows, key=lambda r: r['setting']):
         a = r['args']
         ratios = f' ratios {",".join(a["coding_ratios"])}' if a.get('coding_ratios') else ''
+        batch = f' batch {a["batch_size"]}' if a.get('batch_size') else ''
         groups.setdefault(f'L{"".join(map(str, a["layers"] or (1, 1, 1)))}{ratios} mu {a["mu"]:g} p '
-                          f'{a["drop_subnn"]:g}', []).append(r)
+                          f'{a["drop_subnn"]:g}{batch}', []).append(r)
     groups = {k: g for k, g in groups.items() if len(g) > 1}
     if not groups:
         return ''
     lines = ['Gap vs. budget (images seen = 10 classes x images per class x epochs):', '',
-             '| architecture, ratios, mu, p_drop | images seen | top-1 coded / plain | BC F1 coded / plain | gap |',
+             '| architecture, ratios, mu, p_drop, batch | images seen | top-1 coded / plain | BC F1 coded / plain | gap |',
              '|---|---|---|---|---|']
     for key, group in groups.items():
         for r in sorted(group, key=lambda r: r['args']['per_class'] * r['args']['epochs']):
