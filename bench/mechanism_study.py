@@ -167,8 +167,8 @@ def report(results: Path) -> str:
              'precision / recall / F1 on the whole test split (1000 positives, 9000 negatives per class), mean over '
              'the 10 classes. "plain" = the same subNN masks applied to the plain baseline. Removal: accuracy after '
              'removing one random active / inactive subNN (of each sample\'s class) from the last block of stages 2 '
-             'and 3. Train minutes: wall time at 1 thread per run while 2-4 runs (at times also a CI run) shared the 2 cores (a record of what '
-             'each run took here, not the time of the recipe on an idle machine).', '',
+             'and 3. Train minutes: wall time at 1 thread per run while 2-4 runs (at times also a CI run) shared the 2 '
+             'cores (a record of what each run took here, not the time of the recipe on an idle machine).', '',
              '| setting | top-1 coded / plain | BC F1 coded (P / R) | BC F1 plain (P / R) | gap | full-logit F1 '
              'coded / plain | early decoders | removal k=1 active / inactive (k=0) | train min coded / plain |',
              '|---|---|---|---|---|---|---|---|---|']
@@ -204,7 +204,8 @@ def budget_curve(rows: List[Dict[str, Any]]) -> str:
     if not groups:
         return ''
     lines = ['Gap vs. budget (images seen = 10 classes x images per class x epochs):', '',
-             '| architecture, ratios, mu, p_drop, batch | images seen | top-1 coded / plain | BC F1 coded / plain | gap |',
+             '| architecture, ratios, mu, p_drop, batch | images seen | top-1 coded / plain | BC F1 coded / plain '
+             '| gap |',
              '|---|---|---|---|---|']
     for key, group in groups.items():
         for r in sorted(group, key=lambda r: r['args']['per_class'] * r['args']['epochs']):

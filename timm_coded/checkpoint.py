@@ -100,8 +100,8 @@ def model_from_checkpoint(
     """Rebuild the model a checkpoint was trained as and load its weights (strict, codebooks checked).
 
     The architecture and its kwargs (num_classes, in_chans, --model-kwargs, --coding-ratios, --drop-subnn, the
-    codebooks) come from the checkpoint; `model_name` / `model_kwargs` override them. Returns (model in eval mode, training args, the
-    checkpoint's other entries: epoch, metric).
+    codebooks) come from the checkpoint; `model_name` / `model_kwargs` override them. Returns (model in eval
+    mode, training args, the checkpoint's other entries: epoch, metric).
     """
     import timm
     from timm.models import clean_state_dict
@@ -127,9 +127,10 @@ def model_from_checkpoint(
         if value is not None:
             kwargs[name] = int(value)
     kwargs.update(args.get('model_kwargs') or {})
-    for flag, name in (('coding_ratios', 'coding_ratios'), ('drop_subnn', 'drop_subnn_rate')):  # train's flags
-        if args.get(flag) is not None:
-            kwargs[name] = tuple(args[flag]) if flag == 'coding_ratios' else args[flag]
+    if args.get('coding_ratios') is not None:  # train's --coding-ratios / --drop-subnn
+        kwargs['coding_ratios'] = tuple(args['coding_ratios'])
+    if args.get('drop_subnn') is not None:
+        kwargs['drop_subnn_rate'] = args['drop_subnn']
     if _codebooks(state_dict):
         kwargs['codebooks'] = _codebooks(state_dict)
     kwargs.update(model_kwargs or {})
