@@ -158,6 +158,11 @@ def _pct(v: float) -> str:
     return f'{100 * v:.1f}'
 
 
+def _kept(row: Dict[str, Any], bc: str, full: str) -> str:
+    """BC F1 over the full-logit F1 of the same net, in percent."""
+    return _pct(row[f'bc_{bc}']['f1'] / row[f'bc_{full}']['f1'])
+
+
 def report(results: Path) -> str:
     rows = [json.loads(p.read_text()) for p in sorted(results.glob('*.json'))]
     lines = ['## Mechanism study: Fashion-MNIST, coded vs plain extraction (`bench/mechanism_study.py`)', '',
@@ -165,13 +170,15 @@ def report(results: Path) -> str:
              '- Each row: one Coded ResNeXt and its plain baseline, trained by the same recipe (`fashion_mnist`, '
              'overrides in the row), last epoch. BC threshold: maximum F1 on class-balanced training images; '
              'precision / recall / F1 on the whole test split (1000 positives, 9000 negatives per class), mean over '
-             'the 10 classes. "plain" = the same subNN masks applied to the plain baseline. Removal: accuracy after '
-             'removing one random active / inactive subNN (of each sample\'s class) from the last block of stages 2 '
-             'and 3. Train minutes: wall time at 1 thread per run while 2-4 runs (at times also a CI run) shared the 2 '
-             'cores (a record of what each run took here, not the time of the recipe on an idle machine).', '',
+             'the 10 classes. "plain" = the same subNN masks applied to the plain baseline. "kept" = BC F1 / '
+             'full-logit F1 of the same net (%): how much of the net\'s own class-logit F1 its extraction keeps. '
+             'Removal: accuracy after removing one random active / inactive subNN (of each sample\'s class) from the '
+             'last block of stages 2 and 3. Train minutes: wall time at 1 thread per run while 2-4 runs (at times '
+             'also a CI run) shared the 2 cores (a record of what each run took here, not the time of the recipe on an idle machine).', '',
              '| setting | top-1 coded / plain | BC F1 coded (P / R) | BC F1 plain (P / R) | gap | full-logit F1 '
-             'coded / plain | early decoders | removal k=1 active / inactive (k=0) | train min coded / plain |',
-             '|---|---|---|---|---|---|---|---|---|']
+             'coded / plain | kept coded / plain | early decoders | removal k=1 active / inactive (k=0) | train '
+             'min coded / plain |',
+             '|---|---|---|---|---|---|---|---|---|---|']
     for r in rows:
         c, p = r['bc_coded'], r['bc_plain']
         dec = ', '.join(_pct(a) for a in r['decoders'].values())
@@ -181,7 +188,8 @@ def report(results: Path) -> str:
             f'| `{r["setting"]}` | {_pct(r["top1"])} / {_pct(r["baseline_top1"])} | {c["f1"]:.3f} '
             f'({_pct(c["precision"])} / {_pct(c["recall"])}) | {p["f1"]:.3f} ({_pct(p["precision"])} / '
             f'{_pct(p["recall"])}) | {r["gap"]:+.3f} | {r["bc_full_logit"]["f1"]:.3f} / '
-            f'{r["bc_plain_full_logit"]["f1"]:.3f} | {dec} | {rem} | {r["train_seconds"] / 60:.0f} / '
+            f'{r["bc_plain_full_logit"]["f1"]:.3f} | {_kept(r, "coded", "full_logit")} / '
+            f'{_kept(r, "plain", "plain_full_logit")} | {dec} | {rem} | {r["train_seconds"] / 60:.0f} / '
             f'{r["baseline_seconds"] / 60:.0f}{" *" if r.get("note") else ""} |')
     if any(r.get('note') for r in rows):
         lines += ['', '\\* see the note after its command.']

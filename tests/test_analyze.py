@@ -405,6 +405,16 @@ def test_cli_full_report_on_fashion_mnist(trained):
     assert [c['block'] for c in res['removal']] == ['layer2.0', 'layer3.0']
     assert [s['fit_fraction'] for s in res['calibration']['splits']] == [0.25, 0.5]
 
+    from train_hooks.main_job import write_report  # the main job's README leads with the gap, from these results
+    job = trained.root / 'main_job'
+    job.mkdir()
+    lead = write_report(job, res, {'total': 60.}, 'cpu', 1.).read_text().split('## What the coding buys')[1]
+    mean = {k: v['val']['f1'] for k, v in bc['mean'].items()}
+    assert lead.index('Binary classifiers') < lead.index('SubNN removal') < lead.index('Early decoders')
+    assert f'gap of **{mean["coded"] - mean["plain"]:+.3f}** F1' in lead
+    assert f'keeps **{100 * mean["coded"] / mean["full_logit"]:.1f} %** of the coded' in lead
+    assert f'{100 * mean["plain"] / mean["plain_full_logit"]:.1f} % of the plain' in lead
+
 
 @pytest.mark.slow
 def test_cli_errors(trained, tmp_path):

@@ -175,8 +175,9 @@ def write_report(out: Path, res: Dict, timings: Dict[str, float], device: str, s
         f'network. Cut from the coded model they reach a mean F1 of **{coded["f1"]:.3f}** (precision '
         f'{_pct(coded["precision"])}, recall {_pct(coded["recall"])}); the same cut from the plain ResNeXt reaches '
         f'**{plain["f1"]:.3f}** (precision {_pct(plain["precision"])}, recall {_pct(plain["recall"])}): a gap of '
-        f'**{coded["f1"] - plain["f1"]:+.3f}** F1. (The full networks\' class logits: {full["f1"]:.3f} coded, '
-        f'{plain_full["f1"]:.3f} plain.)',
+        f'**{coded["f1"] - plain["f1"]:+.3f}** F1. The full networks\' class logits reach {full["f1"]:.3f} (coded) '
+        f'and {plain_full["f1"]:.3f} (plain): the cut keeps **{_pct(coded["f1"] / full["f1"])}** of the coded '
+        f'network\'s F1 and {_pct(plain["f1"] / plain_full["f1"])} of the plain one\'s.',
         f'- **SubNN removal** in `{rm["block"]}`: removing one random subNN that is active for the sample\'s class '
         f'costs **{100 * drop_active:.2f}** accuracy points; removing one inactive subNN costs '
         f'**{100 * drop_inactive:.2f}** (negative: accuracy rises).',
