@@ -122,6 +122,8 @@ def summarize(results: Dict[str, Any]) -> Dict[str, Any]:
     row['removal'] = {c['block']: {'k0': c['accuracy_active'][0], 'active1': c['accuracy_active'][1],
                                    'inactive1': c['accuracy_inactive'][1]} for c in results['removal']}
     row['bc_param_share'] = results['binary_classifiers']['cost']['param_share']
+    row['per_class'] = {c['name']: {'coded': c['coded']['val']['f1'], 'plain': c['plain']['val']['f1']}
+                        for c in results['binary_classifiers']['classes']}
     return row
 
 
@@ -174,7 +176,8 @@ def report(results: Path) -> str:
              'full-logit F1 of the same net (%): how much of the net\'s own class-logit F1 its extraction keeps. '
              'Removal: accuracy after removing one random active / inactive subNN (of each sample\'s class) from the '
              'last block of stages 2 and 3. Train minutes: wall time at 1 thread per run while 2-4 runs (at times '
-             'also a CI run) shared the 2 cores (a record of what each run took here, not the time of the recipe on an idle machine).', '',
+             'also a CI run) shared the 2 cores (a record of what each run took here, not the time of the recipe on '
+             'an idle machine).', '',
              '| setting | top-1 coded / plain | BC F1 coded (P / R) | BC F1 plain (P / R) | gap | full-logit F1 '
              'coded / plain | kept coded / plain | early decoders | removal k=1 active / inactive (k=0) | train '
              'min coded / plain |',
@@ -193,9 +196,26 @@ def report(results: Path) -> str:
             f'{r["baseline_seconds"] / 60:.0f}{" *" if r.get("note") else ""} |')
     if any(r.get('note') for r in rows):
         lines += ['', '\\* see the note after its command.']
-    curve = budget_curve(rows)
-    lines += ([''] + ([curve, ''] if curve else []) + ['Commands:', ''])
+    lines.append('')
+    for extra in (per_class_gaps(rows), budget_curve(rows)):
+        lines += [extra, ''] if extra else []
+    lines += ['Commands:', '']
     lines += [f'- `{r["setting"]}`: `{r["command"]}`' + (f' ({r["note"]})' if r.get('note') else '') for r in rows]
+    return '\n'.join(lines)
+
+
+def per_class_gaps(rows: List[Dict[str, Any]]) -> str:
+    """Each class's gap (coded BC F1 - plain BC F1) and plain BC F1, per setting."""
+    rows = [r for r in rows if 'per_class' in r]
+    if not rows:
+        return ''
+    names = list(rows[0]['per_class'])
+    lines = ['Per class: the gap (coded BC F1 - plain BC F1), with the plain BC F1 in brackets:', '',
+             '| setting | ' + ' | '.join(names) + ' |', '|---|' + '---|' * len(names)]
+    for r in rows:
+        f1 = r['per_class']
+        lines.append(f'| `{r["setting"]}` | ' + ' | '.join(
+            f'{f1[n]["coded"] - f1[n]["plain"]:+.2f} ({f1[n]["plain"]:.2f})' for n in names) + ' |')
     return '\n'.join(lines)
 
 
