@@ -220,20 +220,21 @@ def per_class_gaps(rows: List[Dict[str, Any]]) -> str:
 
 
 def budget_curve(rows: List[Dict[str, Any]]) -> str:
-    """Gap vs. training budget (images seen) for each architecture / mu / p_drop with more than one budget."""
+    """Gap vs. training budget (images seen) for each architecture / ratios / mu / p_drop / batch / seed with more than
+    one budget."""
     groups: Dict[str, List[Dict[str, Any]]] = {}
     for r in sorted(rows, key=lambda r: r['setting']):
         a = r['args']
         ratios = f' ratios {",".join(a["coding_ratios"])}' if a.get('coding_ratios') else ''
         batch = f' batch {a["batch_size"]}' if a.get('batch_size') else ''
         groups.setdefault(f'L{"".join(map(str, a["layers"] or (1, 1, 1)))}{ratios} mu {a["mu"]:g} p '
-                          f'{a["drop_subnn"]:g}{batch}', []).append(r)
+                          f'{a["drop_subnn"]:g}{batch} seed {a["seed"]}', []).append(r)
     groups = {k: g for k, g in groups.items() if len(g) > 1}
     if not groups:
         return ''
     lines = ['Gap vs. budget (images seen = 10 classes x images per class x epochs):', '',
-             '| architecture, ratios, mu, p_drop, batch | images seen | top-1 coded / plain | BC F1 coded / plain '
-             '| gap |',
+             '| architecture, ratios, mu, p_drop, batch, seed | images seen | top-1 coded / plain | BC F1 coded / '
+             'plain | gap |',
              '|---|---|---|---|---|']
     for key, group in groups.items():
         for r in sorted(group, key=lambda r: r['args']['per_class'] * r['args']['epochs']):
