@@ -2,9 +2,8 @@
 
     python -m train_hooks.main_job [--output output/main_job] [--device auto] [--scale 1.0]
 
-1. trains `coded_resnext23_10x4d` (stage 1 coded too: ratios 5/10, 5/10, 3/10) and its plain baseline
-   `resnext23_10x4d` on Fashion-MNIST by the same recipe (`python -m train_hooks.train --config
-   fashion_mnist_paper`, a shorter schedule), side by side on a CPU;
+1. trains `coded_resnext23_10x4d` and its plain baseline `resnext23_10x4d` on Fashion-MNIST by the same recipe
+   (`python -m train_hooks.train --config fashion_mnist_paper`, a shorter schedule), side by side on a CPU;
 2. analyses the pair on the whole test split (`python -m timm_coded.analyze`): binary classifiers cut from both,
    early decoders, subNN removal, calibration, plots;
 3. writes the Hub export of the coded model (`python -m hub_cards.push --dry-run`) with the measured metrics;
@@ -32,7 +31,6 @@ CODED, BASELINE = 'coded_resnext23_10x4d', 'resnext23_10x4d'
 REPO_ID = 'timm-coded/coded_resnext23_10x4d.fashion_mnist'
 PER_CLASS, EPOCHS = 1000, 5  # scale 1: the budget that fits about a quarter of an hour on 2 CPU cores
 CPU_BATCH = 32  # at this budget smaller steps train further than the recipe's 128 (BENCHMARKS.md)
-CODED_RATIOS = ('5/10', '5/10', '3/10')  # stage 1 coded too: a weaker plain extraction (BENCHMARKS.md)
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -89,8 +87,6 @@ def train_cmd(model: str, out: Path, device: str, data_dir: str, scale: float) -
     cmd = [sys.executable, '-m', 'train_hooks.train', '--config', 'fashion_mnist_paper', '--model', model,
            '--data-dir', data_dir, '--device', device, '--output', str(out), '--experiment', model,
            '--train-per-class', str(per_class), '--epochs', str(epochs), '--workers', '0' if device == 'cpu' else '4']
-    if model == CODED:
-        cmd += ['--coding-ratios', *CODED_RATIOS]
     return cmd + (['--batch-size', str(CPU_BATCH)] if device == 'cpu' else [])
 
 
@@ -170,9 +166,8 @@ def write_report(out: Path, res: Dict, timings: Dict[str, float], device: str, s
     share = res['binary_classifiers']['cost']['param_share']
     lines = [
         '# timm-coded main job: Coded ResNeXt vs a plain ResNeXt on Fashion-MNIST', '',
-        f'`{CODED}` (coding ratios {", ".join(CODED_RATIOS)}) and its plain baseline `{BASELINE}`, same recipe and '
-        f'data (scale {scale:g}, device `{device}`), measured on the whole test split ({res["samples"]["test"]} '
-        f'images). Total {timings["total"] / 60:.1f} min '
+        f'`{CODED}` and its plain baseline `{BASELINE}`, same recipe and data (scale {scale:g}, device `{device}`), '
+        f'measured on the whole test split ({res["samples"]["test"]} images). Total {timings["total"] / 60:.1f} min '
         '(' + ', '.join(f'{k} {v / 60:.1f} min' for k, v in timings.items() if k != 'total') + ').', '',
         '## What the coding buys', '',
         f'- **Binary classifiers.** Keeping in every coded block only the subNNs of one class (and one row of the '
