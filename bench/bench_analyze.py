@@ -36,11 +36,9 @@ def bench_case(name: str, size: int, batch: int, repeats: int, device: str) -> L
         def fn():
             with torch.inference_mode():
                 m(x)
-            if device.startswith('cuda'):
-                torch.cuda.synchronize()
         return fn
 
-    times = time_interleaved({k: call(m) for k, m in variants.items()}, repeats)
+    times = time_interleaved({k: call(m) for k, m in variants.items()}, repeats, device=device)
     rows = []
     for key, m in variants.items():
         params = full_params if key == 'full model' else count_parameters(m) if key.startswith('binary') else None

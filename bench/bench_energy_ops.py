@@ -114,8 +114,6 @@ def main() -> None:
         def run():
             for _ in range(inner):
                 fn()
-            if cuda:
-                torch.cuda.synchronize()
         return run
     for batch in batches:
         for stage_name, stage in STAGES.items():
@@ -123,7 +121,8 @@ def main() -> None:
             total = 0.
             for piece, variants in cases(batch, stage, device):
                 check_equal(variants)
-                samples = time_interleaved_samples({k: stream(f) for k, f in variants.items()}, args.repeats)
+                samples = time_interleaved_samples({k: stream(f) for k, f in variants.items()}, args.repeats,
+                                                   device=device)
                 us = {k: median(v) / inner * 1e6 for k, v in samples.items()}
                 total += us['model']
                 alts = ''.join(f'; {k} {t:.1f} us ({t / us["model"]:.2f}x)' for k, t in us.items() if k != 'model')

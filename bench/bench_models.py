@@ -25,8 +25,8 @@ import torch.nn.functional as F
 import timm_coded
 from timm_coded import CodedBottleneck, subnn_coding_reference
 
-from common import SavedTensorBytes, command_line, machine_info, median, paired_ratios, time_interleaved, \
-    time_interleaved_samples, write_section
+from common import activation_bytes, command_line, machine_info, median, time_interleaved, time_interleaved_samples, \
+    write_section
 
 
 class ExplicitCodedBlock(nn.Module):
@@ -71,12 +71,6 @@ def train_step_fn(model: nn.Module, x: torch.Tensor, y: torch.Tensor, coded: boo
         loss.backward()
         opt.step()
     return step
-
-
-def activation_bytes(fn, module: nn.Module) -> int:
-    with SavedTensorBytes(exclude=module.parameters()) as saved:
-        fn()
-    return saved.nbytes
 
 
 _PEAK_PROBE = r"""
@@ -127,17 +121,10 @@ def bench_pair(coded_name: str, base_name: str, size: int, batch: int, repeats: 
     y = torch.randint(num_classes, (batch,), device=device)
     models = {'coded': coded, 'base': base}
     steps = {k: train_step_fn(torch.compile(m) if compiled else m, x, y, k == 'coded', amp) for k, m in models.items()}
-
-    def sync(fn):
-        def run():
-            fn()
-            if device.type == 'cuda':
-                torch.cuda.synchronize()
-        return run
     warmup = 5 if device.type == 'cuda' else 2  # cudnn.benchmark picks its algorithms in the first steps
-    samples = time_interleaved_samples({k: sync(v) for k, v in steps.items()}, repeats, warmup)
+    samples = time_interleaved_samples(steps, repeats, warmup, device)
     times = {k: median(v) for k, v in samples.items()}
-    ratios = sorted(paired_ratios(samples, 'coded', 'base'))
+    ratios = sorted(a / b for a, b in zip(samples['coded'], samples['base']))  # the two steps of each round
     timing = dict(time_coded=times['coded'], time_base=times['base'], time_ratio=median(ratios),
                   ratio_lo=ratios[len(ratios) // 4], ratio_hi=ratios[-1 - len(ratios) // 4])
     if compiled:  # saved-tensor hooks and fresh-process peaks would measure (and re-run) the compiler
@@ -169,11 +156,9 @@ def bench_block(batch: int, repeats: int, device: torch.device) -> Dict[str, flo
         def run():
             out = module(x)
             (out.square().mean() + block.subnn_energies.square().mean()).backward()
-            if device.type == 'cuda':
-                torch.cuda.synchronize()
         return run
     fns = {'coded': fb(block), 'explicit': fb(explicit)}
-    times = time_interleaved(fns, repeats * 4)
+    times = time_interleaved(fns, repeats * 4, device=device)
     act = {k: activation_bytes(lambda m=m: m(x), m) for k, m in (('coded', block), ('explicit', explicit))}
     return dict(time_coded=times['coded'], time_explicit=times['explicit'],
                 speedup=times['explicit'] / times['coded'],

@@ -7,6 +7,7 @@ import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+from statistics import median
 from typing import Callable, Dict, List
 
 import torch
@@ -51,65 +52,45 @@ def write_section(name: str, body: str, path: Path = BENCHMARKS) -> None:
     os.replace(tmp, path)
 
 
-def time_interleaved_samples(fns: Dict[str, Callable[[], None]], repeats: int,
-                             warmup: int = 2) -> Dict[str, List[float]]:
-    """Seconds of every call of each fn, calls interleaved (a, b, a, b, ...) so drift hits all alike."""
+def time_interleaved_samples(fns: Dict[str, Callable[[], None]], repeats: int, warmup: int = 2,
+                             device: str = 'cpu') -> Dict[str, List[float]]:
+    """Seconds of every call of each fn, calls interleaved (a, b, a, b, ...) so drift hits all alike; on CUDA each
+    call ends with a device synchronisation, so its time covers the device work."""
+    sync = torch.cuda.synchronize if torch.device(device).type == 'cuda' else lambda: None
     for _ in range(warmup):
         for fn in fns.values():
             fn()
+            sync()
     samples: Dict[str, List[float]] = {k: [] for k in fns}
     for _ in range(repeats):
         for key, fn in fns.items():
             t0 = time.perf_counter()
             fn()
+            sync()
             samples[key].append(time.perf_counter() - t0)
     return samples
 
 
-def median(values: List[float]) -> float:
-    values = sorted(values)
-    mid = len(values) // 2
-    return values[mid] if len(values) % 2 else 0.5 * (values[mid - 1] + values[mid])
-
-
-def time_interleaved(fns: Dict[str, Callable[[], None]], repeats: int, warmup: int = 2) -> Dict[str, float]:
+def time_interleaved(fns: Dict[str, Callable[[], None]], repeats: int, warmup: int = 2,
+                     device: str = 'cpu') -> Dict[str, float]:
     """Median seconds per call of each fn, calls interleaved (a, b, a, b, ...) so drift hits all alike."""
-    return {k: median(v) for k, v in time_interleaved_samples(fns, repeats, warmup).items()}
+    return {k: median(v) for k, v in time_interleaved_samples(fns, repeats, warmup, device).items()}
 
 
-def paired_ratios(samples: Dict[str, List[float]], num: str, den: str) -> List[float]:
-    """Ratio num / den of the calls made side by side in each round (robust to drift between rounds)."""
-    return [a / b for a, b in zip(samples[num], samples[den])]
+def activation_bytes(fn: Callable[[], object], module: torch.nn.Module) -> int:
+    """Bytes of the distinct storages autograd saves for backward during fn() (activation memory); storages of the
+    module's parameters are not counted: weights are not activations."""
+    excluded = {p.untyped_storage().data_ptr() for p in module.parameters()}
+    storages = {}
 
-
-class SavedTensorBytes:
-    """Bytes of the distinct storages autograd saves for backward inside the context (activation memory).
-
-    Storages of `exclude` tensors (pass the model's parameters) are not counted: weights are not activations.
-    """
-
-    def __init__(self, exclude=()):
-        self.storages = {}
-        self.excluded = {p.untyped_storage().data_ptr() for p in exclude}
-
-    def _pack(self, t: torch.Tensor):
+    def pack(t: torch.Tensor):
         try:
             storage = t.untyped_storage()
-            if storage.data_ptr() not in self.excluded:
-                self.storages[storage.data_ptr()] = storage.nbytes()
+            if storage.data_ptr() not in excluded:
+                storages[storage.data_ptr()] = storage.nbytes()
         except (RuntimeError, NotImplementedError):
             pass
         return t
-
-    def __enter__(self):
-        self._ctx = torch.autograd.graph.saved_tensors_hooks(self._pack, lambda t: t)
-        self._ctx.__enter__()
-        return self
-
-    def __exit__(self, *exc):
-        self._ctx.__exit__(*exc)
-        return False
-
-    @property
-    def nbytes(self) -> int:
-        return sum(self.storages.values())
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        fn()
+    return sum(storages.values())

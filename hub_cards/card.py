@@ -21,6 +21,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 import timm_coded
 from timm_coded.analyze import count_flops, count_parameters
+from timm_coded.analyze.report import markdown_table as _table
 from timm_coded.codes import CodingScheme
 
 __all__ = ['METRIC_KEYS', 'validate_metrics', 'coded_model_card', 'binary_classifier_card', 'install_lines']
@@ -70,12 +71,6 @@ def validate_metrics(metrics: Mapping[str, Any]) -> Dict[str, Any]:
         for key, value in bc.items():
             _percent(f'binary_classifiers[{name!r}].{key}', value)
     return dict(metrics)
-
-
-def _table(header: Sequence[str], rows: List[Sequence[Any]]) -> str:
-    lines = ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
-    return '\n'.join(lines + ['| ' + ' | '.join(f'{v:.4g}' if isinstance(v, float) else str(v) for v in row) + ' |'
-                              for row in rows])
 
 
 def install_lines() -> List[str]:

@@ -5,11 +5,10 @@ registered architecture); this module adds what stock repos lack: the safetensor
 the plugin version and the weights' sha256 under `config.json["timm_coded"]`, and the model card. The folder is
 checked by rebuilding the model from it with `timm.create_model('local-dir:...')` before it is moved into place.
 """
-import hashlib
 import json
 import os
+import secrets
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Sequence, Union
 
@@ -18,6 +17,7 @@ import torch
 import torch.nn as nn
 from huggingface_hub import HfApi, ModelCard, get_token
 from huggingface_hub.errors import HfHubHTTPError
+from huggingface_hub.utils.sha import sha_fileobj
 
 import timm
 from timm.models import save_for_hf
@@ -34,22 +34,17 @@ CONFIG_KEY = 'timm_coded'  # config.json entry with the plugin version and the w
 
 
 def sha256_file(path: Union[str, Path]) -> str:
-    digest = hashlib.sha256()
     with open(path, 'rb') as f:
-        for chunk in iter(lambda: f.read(1 << 20), b''):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return sha_fileobj(f).hex()
 
 
 def coding_model_args(model: nn.Module) -> Dict[str, Any]:
     """The coding arguments config.json carries: class count, ratios, and only the codebooks that differ from the
     ones the architecture builds itself (the weights hold every codebook; a repo with none listed here can be
     fine-tuned to a new class count by stock timm)."""
-    args: Dict[str, Any] = dict(num_classes=model.num_classes, coding_ratios=list(model.coding_ratios))
     custom = {s.ratio_str: s.to_strings() for s in model.coding_schemes().values()
               if s.to_strings() != get_scheme(s.num_classes, s.num_subnns, s.num_active).to_strings()}
-    args['codebooks'] = custom or None
-    return args
+    return dict(num_classes=model.num_classes, coding_ratios=list(model.coding_ratios), codebooks=custom or None)
 
 
 def save_for_hub(
@@ -67,7 +62,8 @@ def save_for_hub(
     if label_names is not None and len(label_names) != model.num_classes:
         raise ValueError(f'{len(label_names)} label names for a model with {model.num_classes} classes.')
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f'.{out_dir.name}.', dir=out_dir.parent))
+    tmp = out_dir.parent / f'.{out_dir.name}.{secrets.token_hex(4)}'
+    tmp.mkdir()  # not mkdtemp: a folder with the usual permissions
     try:
         config = {'pretrained_cfg': {'hf_hub_filename': WEIGHTS}}
         if label_names is not None:
@@ -81,10 +77,6 @@ def save_for_hub(
         (tmp / 'config.json').write_text(json.dumps(config, indent=2) + '\n')
         card.save(tmp / 'README.md')
         _verify(tmp, model)
-        umask = os.umask(0)
-        os.umask(umask)
-        for path in [tmp, *tmp.iterdir()]:  # mkdtemp makes a private folder: usual permissions
-            os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~umask)
         if out_dir.exists():
             out_dir.rmdir()
         os.replace(tmp, out_dir)

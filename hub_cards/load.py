@@ -12,7 +12,9 @@ from pathlib import Path
 from typing import Any, Optional, Union
 
 import torch.nn as nn
-from huggingface_hub.utils import validate_repo_id
+from huggingface_hub import hf_hub_download, revision_exists
+from huggingface_hub.errors import (EntryNotFoundError, LocalEntryNotFoundError, RepositoryNotFoundError,
+                                    RevisionNotFoundError)
 
 import timm
 from timm.models import parse_model_name
@@ -35,9 +37,6 @@ def _fetch(source: str, model_id: str, filename: str, cache_dir) -> Optional[Pat
             raise RepoNotFoundError(f'No folder {model_id}: pass local-dir:PATH of an exported model folder.')
         path = Path(model_id) / filename
         return path if path.is_file() else None
-    from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import (EntryNotFoundError, LocalEntryNotFoundError, RepositoryNotFoundError,
-                                        RevisionNotFoundError)
     repo, _, revision = model_id.partition('@')
     try:
         return Path(hf_hub_download(repo, filename, revision=revision or None, cache_dir=cache_dir))
@@ -48,22 +47,12 @@ def _fetch(source: str, model_id: str, filename: str, cache_dir) -> Optional[Pat
         return None
     except (RepositoryNotFoundError, RevisionNotFoundError) as e:
         # mirrors (olah) answer "repository not found" for a missing file too: ask whether the repo exists
-        if filename != 'config.json' or _repo_exists(repo, revision or 'main'):
+        if filename != 'config.json' or revision_exists(repo, revision or 'main'):
             return None
         raise RepoNotFoundError(f'Hub repo {model_id} not found: check the id, or for a private repo set HF_TOKEN '
                                 f'(or run `hf auth login`) with read access.') from e
     except EntryNotFoundError:
         return None
-
-
-def _repo_exists(repo: str, revision: str) -> bool:
-    from huggingface_hub import HfApi
-    from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
-    try:
-        HfApi().model_info(repo, revision=revision)
-    except (RepositoryNotFoundError, RevisionNotFoundError):
-        return False
-    return True
 
 
 def _check_weights(path: Path, config: dict, where: str) -> None:
@@ -89,8 +78,6 @@ def create_model_from_hub(name: str, pretrained: bool = True, cache_dir: Optiona
     source, model_id = parse_model_name(name if ':' in name else f'hf-hub:{name}')
     if source not in ('hf-hub', 'local-dir'):
         raise ValueError(f'{name!r} is not a Hub repo or folder: use hf-hub:ORG/NAME or local-dir:PATH.')
-    if source == 'hf-hub':
-        validate_repo_id(model_id.partition('@')[0])
     where = f'folder {model_id}' if source == 'local-dir' else f'Hub repo {model_id}'
     config_path = _fetch(source, model_id, 'config.json', cache_dir)
     if config_path is None:

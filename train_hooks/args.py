@@ -48,27 +48,27 @@ def _flag(group, *names: str, default: Any = None, help: str = '', **kwargs) -> 
     group.add_argument(*names, default=default, help=help, **kwargs)
 
 
-# (group, [(flags, default, help, extra argparse kwargs)]): timm train.py's flags, ours marked "(ours)"
+# (group, [(flags, default, help[, extra argparse kwargs])]): timm train.py's flags, ours marked "(ours)"
 _FLAGS = [
     ('Dataset', [
-        (('--data-dir',), None, 'path to dataset (root dir); optional for fashion_mnist', {}),
+        (('--data-dir',), None, 'path to dataset (root dir); optional for fashion_mnist'),
         (('--dataset',), '', 'dataset "<type>/<name>" (timm create_dataset): "" image folder, torch/cifar10, '
-                             'hfds/<name>, ...; "fashion_mnist" reads the Debian dataset-fashion-mnist files', {}),
-        (('--train-split',), 'train', 'dataset train split', {}),
-        (('--val-split',), 'validation', 'dataset validation split', {}),
-        (('--dataset-download',), False, 'allow download of torch/ and tfds/ datasets that support it', {}),
-        (('--class-map',), '', 'path to class to idx mapping file', {}),
-        (('--input-img-mode',), None, 'image conversion mode (default "L" when in_chans is 1, else "RGB")', {}),
+                             'hfds/<name>, ...; "fashion_mnist" reads the Debian dataset-fashion-mnist files'),
+        (('--train-split',), 'train', 'dataset train split'),
+        (('--val-split',), 'validation', 'dataset validation split'),
+        (('--dataset-download',), False, 'allow download of torch/ and tfds/ datasets that support it'),
+        (('--class-map',), '', 'path to class to idx mapping file'),
+        (('--input-img-mode',), None, 'image conversion mode (default "L" when in_chans is 1, else "RGB")'),
         (('--train-per-class',), None, '(ours) train on a class-balanced subset of N images per class', {'type': int}),
         (('--val-per-class',), None, '(ours) evaluate on a class-balanced subset of N images per class',
          {'type': int}),
     ]),
     ('Model', [
-        (('--model',), 'coded_resnext29_10x11d', 'name of model to train', {}),
-        (('--pretrained',), False, 'start with pretrained version of specified network (if avail)', {}),
-        (('--initial-checkpoint',), '', 'load this checkpoint into model after initialization', {}),
-        (('--resume',), '', 'resume full model and optimizer state from checkpoint', {}),
-        (('--no-resume-opt',), False, 'prevent resume of optimizer state when resuming model', {}),
+        (('--model',), 'coded_resnext29_10x11d', 'name of model to train'),
+        (('--pretrained',), False, 'start with pretrained version of specified network (if avail)'),
+        (('--initial-checkpoint',), '', 'load this checkpoint into model after initialization'),
+        (('--resume',), '', 'resume full model and optimizer state from checkpoint'),
+        (('--no-resume-opt',), False, 'prevent resume of optimizer state when resuming model'),
         (('--num-classes',), None, 'number of label classes (model default if None)', {'type': int}),
         (('--in-chans',), None, 'image input channels (default: None => 3)', {'type': int}),
         (('--img-size',), None, 'image size (default: None => model default)', {'type': int}),
@@ -77,16 +77,16 @@ _FLAGS = [
         (('--crop-pct',), None, 'input image center crop percent (for validation only)', {'type': float}),
         (('--mean',), None, 'override mean pixel value of dataset', {'type': float, 'nargs': '+'}),
         (('--std',), None, 'override std deviation of dataset', {'type': float, 'nargs': '+'}),
-        (('--interpolation',), '', 'image resize interpolation type (overrides model)', {}),
+        (('--interpolation',), '', 'image resize interpolation type (overrides model)'),
         (('-b', '--batch-size'), 128, 'input batch size per process; with XLA SPMD the batch of the host, sharded '
-                                      'over its devices', {}),
+                                      'over its devices'),
         (('-vb', '--validation-batch-size'), None, 'validation batch size override', {'type': int}),
-        (('--channels-last',), False, 'use channels_last memory layout', {}),
-        (('--grad-accum-steps',), 1, 'the number of steps to accumulate gradients', {}),
-        (('--grad-checkpointing',), False, 'enable gradient checkpointing through model blocks/stages', {}),
+        (('--channels-last',), False, 'use channels_last memory layout'),
+        (('--grad-accum-steps',), 1, 'the number of steps to accumulate gradients'),
+        (('--grad-checkpointing',), False, 'enable gradient checkpointing through model blocks/stages'),
         (('--model-kwargs',), {}, 'extra model kwargs, key=value (python literals), e.g. layers="(1,1,1)"',
          {'nargs': '*', 'action': ParseKwargs}),
-        (('--drop',), 0.0, 'dropout rate', {}),
+        (('--drop',), 0.0, 'dropout rate'),
         (('--drop-path',), None, 'drop path rate', {'type': float}),
     ]),
     ('Coded ResNeXt (ours)', [
@@ -97,77 +97,75 @@ _FLAGS = [
                                      '= plain ResNeXt)', {'nargs': '+'}),
     ]),
     ('Optimizer and schedule', [
-        (('--opt',), 'sgd', 'optimizer ("sgd" is Nesterov momentum in timm)', {}),
+        (('--opt',), 'sgd', 'optimizer ("sgd" is Nesterov momentum in timm)'),
         (('--opt-eps',), None, 'optimizer epsilon', {'type': float}),
         (('--opt-betas',), None, 'optimizer betas', {'type': float, 'nargs': '+'}),
-        (('--momentum',), 0.9, 'optimizer momentum', {}),
-        (('--weight-decay',), 2e-5, 'weight decay', {}),
+        (('--momentum',), 0.9, 'optimizer momentum'),
+        (('--weight-decay',), 2e-5, 'weight decay'),
         (('--opt-kwargs',), {}, 'extra optimizer kwargs, key=value', {'nargs': '*', 'action': ParseKwargs}),
-        (('--sched',), 'cosine', 'LR scheduler', {}),
-        (('--sched-on-updates',), False, 'apply LR scheduler step on update instead of epoch end', {}),
+        (('--sched',), 'cosine', 'LR scheduler'),
+        (('--sched-on-updates',), False, 'apply LR scheduler step on update instead of epoch end'),
         (('--lr',), None, 'learning rate, overrides lr-base if set', {'type': float}),
-        (('--lr-base',), 0.1, 'base learning rate: lr = lr_base * global_batch_size / lr_base_size', {}),
-        (('--lr-base-size',), 256, 'base learning rate batch size (divisor)', {}),
-        (('--lr-base-scale',), '', 'base learning rate vs batch_size scaling ("linear", "sqrt", by opt if empty)',
-         {}),
-        (('--warmup-lr',), 1e-5, 'warmup learning rate', {}),
-        (('--min-lr',), 0., 'lower lr bound for cyclic schedulers that hit 0', {}),
-        (('--epochs',), 300, 'number of epochs to train (cooldown epochs come on top)', {}),
+        (('--lr-base',), 0.1, 'base learning rate: lr = lr_base * global_batch_size / lr_base_size'),
+        (('--lr-base-size',), 256, 'base learning rate batch size (divisor)'),
+        (('--lr-base-scale',), '', 'base learning rate vs batch_size scaling ("linear", "sqrt", by opt if empty)'),
+        (('--warmup-lr',), 1e-5, 'warmup learning rate'),
+        (('--min-lr',), 0., 'lower lr bound for cyclic schedulers that hit 0'),
+        (('--epochs',), 300, 'number of epochs to train (cooldown epochs come on top)'),
         (('--start-epoch',), None, 'manual epoch number (useful on restarts)', {'type': int}),
-        (('--decay-epochs',), 90., 'epoch interval to decay LR', {}),
+        (('--decay-epochs',), 90., 'epoch interval to decay LR'),
         (('--decay-milestones',), [90, 180, 270], 'epoch indices of the multistep LR decays', {'type': int,
                                                                                               'nargs': '+'}),
-        (('--decay-rate', '--dr'), 0.1, 'LR decay rate', {}),
-        (('--warmup-epochs',), 5, 'epochs to warmup LR, if scheduler supports', {}),
-        (('--warmup-prefix',), False, 'exclude warmup period from decay schedule', {}),
-        (('--cooldown-epochs',), 0, 'epochs to cooldown LR at min_lr, after cyclic schedule ends', {}),
+        (('--decay-rate', '--dr'), 0.1, 'LR decay rate'),
+        (('--warmup-epochs',), 5, 'epochs to warmup LR, if scheduler supports'),
+        (('--warmup-prefix',), False, 'exclude warmup period from decay schedule'),
+        (('--cooldown-epochs',), 0, 'epochs to cooldown LR at min_lr, after cyclic schedule ends'),
     ]),
     ('Augmentation and regularization', [
-        (('--no-aug',), False, 'disable all training augmentation', {}),
+        (('--no-aug',), False, 'disable all training augmentation'),
         (('--train-crop-mode',), None, 'training random crop mode (rrc, rkrc, rkrr)', {'type': str}),
         (('--pad-crop',), 0, '(ours) CIFAR-style train crop: pad by PIXELS, random crop at input size, instead of '
                              'random-resized-crop (0 = off)', {'metavar': 'PIXELS'}),
         (('--scale',), [0.08, 1.0], 'random resize scale', {'type': float, 'nargs': '+'}),
         (('--ratio',), [3. / 4., 4. / 3.], 'random resize aspect ratio', {'type': float, 'nargs': '+'}),
-        (('--hflip',), 0.5, 'horizontal flip training aug probability', {}),
-        (('--vflip',), 0., 'vertical flip training aug probability', {}),
-        (('--color-jitter',), 0.4, 'color jitter factor', {}),
+        (('--hflip',), 0.5, 'horizontal flip training aug probability'),
+        (('--vflip',), 0., 'vertical flip training aug probability'),
+        (('--color-jitter',), 0.4, 'color jitter factor'),
         (('--aa',), None, 'auto augment policy, e.g. "rand-m9-mstd0.5"', {'type': str}),
-        (('--reprob',), 0., 'random erase prob', {}),
-        (('--remode',), 'pixel', 'random erase mode', {}),
-        (('--recount',), 1, 'random erase count', {}),
-        (('--mixup',), 0., 'mixup alpha, mixup enabled if > 0.', {}),
-        (('--cutmix',), 0., 'cutmix alpha, cutmix enabled if > 0.', {}),
+        (('--reprob',), 0., 'random erase prob'),
+        (('--remode',), 'pixel', 'random erase mode'),
+        (('--recount',), 1, 'random erase count'),
+        (('--mixup',), 0., 'mixup alpha, mixup enabled if > 0.'),
+        (('--cutmix',), 0., 'cutmix alpha, cutmix enabled if > 0.'),
         (('--cutmix-minmax',), None, 'cutmix min/max ratio, overrides alpha and enables cutmix if set',
          {'type': float, 'nargs': '+'}),
-        (('--mixup-prob',), 1.0, 'probability of performing mixup or cutmix when either/both is enabled', {}),
-        (('--mixup-switch-prob',), 0.5, 'probability of switching to cutmix when both mixup and cutmix enabled', {}),
-        (('--mixup-mode',), 'batch', 'how to apply mixup/cutmix params: per "batch", "pair", or "elem"', {}),
-        (('--mixup-off-epoch',), 0, 'turn off mixup after this epoch, disabled if 0', {}),
-        (('--smoothing',), 0.1, 'label smoothing', {}),
-        (('--train-interpolation',), 'random', 'training interpolation (random, bilinear, bicubic)', {}),
+        (('--mixup-prob',), 1.0, 'probability of performing mixup or cutmix when either/both is enabled'),
+        (('--mixup-switch-prob',), 0.5, 'probability of switching to cutmix when both mixup and cutmix enabled'),
+        (('--mixup-mode',), 'batch', 'how to apply mixup/cutmix params: per "batch", "pair", or "elem"'),
+        (('--mixup-off-epoch',), 0, 'turn off mixup after this epoch, disabled if 0'),
+        (('--smoothing',), 0.1, 'label smoothing'),
+        (('--train-interpolation',), 'random', 'training interpolation (random, bilinear, bicubic)'),
     ]),
     ('Model exponential moving average', [
-        (('--model-ema',), False, 'enable tracking moving average', {}),
-        (('--model-ema-decay',), 0.9998, 'decay factor for model weights moving average', {}),
-        (('--model-ema-warmup',), False, 'enable warmup for model EMA decay', {}),
+        (('--model-ema',), False, 'enable tracking moving average'),
+        (('--model-ema-decay',), 0.9998, 'decay factor for model weights moving average'),
+        (('--model-ema-warmup',), False, 'enable warmup for model EMA decay'),
     ]),
     ('Device, logging and checkpoints', [
-        (('--seed',), 42, 'random seed', {}),
-        (('--log-interval',), 50, 'how many batches to wait before logging training status', {}),
-        (('--checkpoint-hist',), 10, 'number of checkpoints to keep', {}),
-        (('-j', '--workers'), 4, 'how many data loading processes to use', {}),
-        (('--amp',), False, 'use mixed precision (autocast); bfloat16 on XLA', {}),
-        (('--amp-dtype',), 'float16', 'lower precision AMP dtype (XLA always uses bfloat16)', {}),
-        (('--no-prefetcher',), False, 'disable fast prefetcher (always off on XLA, which uses its parallel loader)',
-         {}),
-        (('--pin-mem',), False, 'pin CPU memory in DataLoader for more efficient transfer to GPU', {}),
-        (('--output',), '', 'path to output folder (default: none, current dir)', {}),
-        (('--experiment',), '', 'name of train experiment, name of sub-folder for output', {}),
-        (('--eval-metric',), 'top1', 'best metric', {}),
-        (('--sync-bn',), False, 'enable synchronized BatchNorm (CUDA DDP)', {}),
+        (('--seed',), 42, 'random seed'),
+        (('--log-interval',), 50, 'how many batches to wait before logging training status'),
+        (('--checkpoint-hist',), 10, 'number of checkpoints to keep'),
+        (('-j', '--workers'), 4, 'how many data loading processes to use'),
+        (('--amp',), False, 'use mixed precision (autocast); bfloat16 on XLA'),
+        (('--amp-dtype',), 'float16', 'lower precision AMP dtype (XLA always uses bfloat16)'),
+        (('--no-prefetcher',), False, 'disable fast prefetcher (always off on XLA, which uses its parallel loader)'),
+        (('--pin-mem',), False, 'pin CPU memory in DataLoader for more efficient transfer to GPU'),
+        (('--output',), '', 'path to output folder (default: none, current dir)'),
+        (('--experiment',), '', 'name of train experiment, name of sub-folder for output'),
+        (('--eval-metric',), 'top1', 'best metric'),
+        (('--sync-bn',), False, 'enable synchronized BatchNorm (CUDA DDP)'),
         (('--dist-bn',), 'reduce', 'distribute BatchNorm stats between nodes after each epoch ("broadcast", '
-                                   '"reduce", or "")', {}),
+                                   '"reduce", or "")'),
         (('--torchcompile',), None, 'enable compilation w/ specified backend (default: inductor)',
          {'nargs': '?', 'type': str, 'const': 'inductor'}),
         (('--device',), None, 'device: cpu, cuda, cuda:N, xla (default: cuda if available, else xla when $PJRT_DEVICE '
@@ -175,7 +173,7 @@ _FLAGS = [
         (('--xla-spmd',), None, '(ours) XLA SPMD data parallelism over every device of the host (default: on when '
                                 'the host has more than one XLA device)', {'action': argparse.BooleanOptionalAction}),
         (('--xla-metrics',), False, '(ours) write per-step XLA compile / device-to-host transfer counts to '
-                                    'xla_metrics.json in the output folder', {}),
+                                    'xla_metrics.json in the output folder'),
     ]),
 ]
 
@@ -190,15 +188,13 @@ def build_parser() -> argparse.ArgumentParser:
                              f'a shipped recipe ({", ".join(list_recipes()) or "none"})')
     for title, flags in _FLAGS:
         group = parser.add_argument_group(title)
-        for names, default, help, kwargs in flags:
-            _flag(group, *names, default=default, help=help, **kwargs)
+        for names, default, help, *kwargs in flags:
+            _flag(group, *names, default=default, help=help, **(kwargs[0] if kwargs else {}))
     return parser
 
 
 def list_recipes() -> List[str]:
     """Names of the recipes shipped in train_hooks/recipes."""
-    if not os.path.isdir(RECIPE_DIR):
-        return []
     return sorted(f[:-5] for f in os.listdir(RECIPE_DIR) if f.endswith('.yaml'))
 
 
@@ -206,9 +202,7 @@ def resolve_recipe(name_or_path: str) -> str:
     """Path of a recipe given as a file path or as the name of a shipped recipe."""
     if os.path.isfile(name_or_path):
         return name_or_path
-    name = os.path.basename(name_or_path)
-    name = name[:-5] if name.endswith('.yaml') else name
-    path = os.path.join(RECIPE_DIR, name + '.yaml')
+    path = os.path.join(RECIPE_DIR, os.path.basename(name_or_path).removesuffix('.yaml') + '.yaml')
     if os.path.isfile(path):
         return path
     raise FileNotFoundError(

@@ -86,7 +86,5 @@ def resume_training(path: str, task, optimizer=None, train_state: Optional[Train
     if task.has_ema():
         if read_checkpoint(path).get('state_dict_ema') is None:
             _logger.warning(f'{path} holds no EMA weights: the EMA restarts from the resumed model weights.')
-            task.get_trainable_module(ema=True).set(unwrap_model(task.get_trainable_module()))
-        else:
-            load_task_ema_checkpoint(task, path)
+        load_task_ema_checkpoint(task, path)  # without EMA weights timm loads the model's ('state_dict')
     return start_epoch or 0

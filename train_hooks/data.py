@@ -49,23 +49,11 @@ class PaddedDataset(torch.utils.data.Dataset):
         return image, PAD_TARGET
 
 
-class MixupCollate:
+class MixupCollate(Mixup):
     """default_collate, then timm's Mixup / CutMix on the CPU batch (loaders without timm's prefetcher)."""
 
-    def __init__(self, mixup: Mixup):
-        self.mixup = mixup
-
-    @property
-    def mixup_enabled(self) -> bool:
-        return self.mixup.mixup_enabled
-
-    @mixup_enabled.setter
-    def mixup_enabled(self, value: bool) -> None:
-        self.mixup.mixup_enabled = value
-
     def __call__(self, batch):
-        input, target = torch.utils.data.default_collate(batch)
-        return self.mixup(input, target)
+        return super().__call__(*torch.utils.data.default_collate(batch))
 
 
 def create_datasets(args, in_chans: int) -> Tuple[torch.utils.data.Dataset, torch.utils.data.Dataset]:
@@ -135,11 +123,10 @@ def create_mixup(args, num_classes: int, use_prefetcher: bool) -> Optional[Calla
     """timm's Mixup / CutMix as a collate function (FastCollateMixup with the prefetcher), or None."""
     if not (args.mixup > 0 or args.cutmix > 0. or args.cutmix_minmax is not None):
         return None
-    mixup_args = dict(
+    return (FastCollateMixup if use_prefetcher else MixupCollate)(
         mixup_alpha=args.mixup, cutmix_alpha=args.cutmix, cutmix_minmax=args.cutmix_minmax,
         prob=args.mixup_prob, switch_prob=args.mixup_switch_prob, mode=args.mixup_mode,
         label_smoothing=args.smoothing, num_classes=num_classes)
-    return FastCollateMixup(**mixup_args) if use_prefetcher else MixupCollate(Mixup(**mixup_args))
 
 
 def _loader_kwargs(args, data_config: Dict[str, Any], device: torch.device, use_prefetcher: bool,

@@ -6,7 +6,6 @@ reading tensors on the host without a per-step sync, seeding, and reducing meter
 import importlib.util
 import logging
 import os
-from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
@@ -56,9 +55,7 @@ class Runtime:
         return self.rank == 0
 
     def autocast(self, enabled: bool, dtype: torch.dtype):
-        if not enabled:
-            return nullcontext()
-        return torch.autocast(self.device.type, dtype=dtype)
+        return torch.autocast(self.device.type, dtype=dtype, enabled=enabled)
 
     def device_loader(self, loader):
         """Wrap a CPU loader so it yields device batches (XLA: parallel loader, sharded under SPMD)."""

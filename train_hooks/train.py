@@ -26,7 +26,6 @@ import torch.nn as nn
 
 import timm
 from timm.data import resolve_data_config
-from timm.loss import create_classification_loss
 from timm.models import safe_model_name
 from timm.optim import create_optimizer_v2, optimizer_kwargs
 from timm.scheduler import create_scheduler_v2, scheduler_kwargs
@@ -91,8 +90,8 @@ def build_model(args) -> nn.Module:
 
 def build_task(model: nn.Module, args, rt: Runtime, mixup_active: bool) -> ClassificationTask:
     """CodedClassificationTask (coding loss) for models with coded blocks, timm's ClassificationTask otherwise."""
-    criterion = create_classification_loss(smoothing=args.smoothing, soft_targets=mixup_active)
-    common = dict(criterion=criterion, device=rt.device, verbose=rt.is_primary)
+    common = dict(criterion_kwargs=dict(smoothing=args.smoothing, soft_targets=mixup_active), device=rt.device,
+                  verbose=rt.is_primary)
     if named_coded_blocks(model):
         return CodedClassificationTask(model, coding_loss_weight=args.coding_loss_weight, **common)
     if args.coding_loss_weight:
@@ -130,10 +129,9 @@ def _check_batches(args, rt: Runtime) -> None:
         if size % rt.num_devices:
             raise SystemExit(f'error: {flag} {size} must be a multiple of the {rt.num_devices} XLA devices the batch '
                              f'is sharded over (SPMD); e.g. {flag} {rt.num_devices * max(1, size // rt.num_devices)}.')
-    if args.mixup > 0 or args.cutmix > 0 or args.cutmix_minmax is not None:
-        if args.batch_size % 2:
-            raise SystemExit(f'error: Mixup / CutMix pair samples within a batch: --batch-size must be even, got '
-                             f'{args.batch_size}.')
+    if (args.mixup > 0 or args.cutmix > 0 or args.cutmix_minmax is not None) and args.batch_size % 2:
+        raise SystemExit(f'error: Mixup / CutMix pair samples within a batch: --batch-size must be even, got '
+                         f'{args.batch_size}.')
 
 
 def _check_targets(dataset, num_classes: int, what: str) -> None:

@@ -67,13 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _class_names(ds, num_classes: int) -> List[str]:
-    names = getattr(ds, 'classes', None)
-    if names is None:
-        reader = getattr(ds, 'reader', None)
-        mapping = getattr(reader, 'class_to_idx', None)
-        if mapping:
-            names = [n for n, _ in sorted(mapping.items(), key=lambda kv: kv[1])]
-    names = list(names) if names is not None else []
+    mapping = getattr(getattr(ds, 'reader', None), 'class_to_idx', None) or {}
+    names = list(getattr(ds, 'classes', None) or sorted(mapping, key=mapping.get))
     return names + [str(k) for k in range(len(names), num_classes)] if len(names) <= num_classes else \
         [str(k) for k in range(num_classes)]
 
@@ -95,17 +90,15 @@ def main(argv: Optional[List[str]] = None) -> str:
         raise SystemExit('error: --baseline-model needs --baseline-checkpoint (the trained plain ResNeXt).')
     baseline = None if not args.baseline_checkpoint else model_from_checkpoint(
         args.baseline_checkpoint, args.baseline_model, args.baseline_model_kwargs, args.use_ema)[0].to(args.device)
-    train_set = subsample(build_dataset(args.dataset, args.train_split, args.data_dir, data_config, in_chans),
-                          args.train_samples, args.seed)
-    test_set = subsample(build_dataset(args.dataset, args.val_split, args.data_dir, data_config, in_chans),
-                         args.max_samples, args.seed)
+    def load(name, split, root, samples):
+        return subsample(build_dataset(name, split, root, data_config, in_chans), samples, args.seed)
+    train_set = load(args.dataset, args.train_split, args.data_dir, args.train_samples)
+    test_set = load(args.dataset, args.val_split, args.data_dir, args.max_samples)
     ood_name = args.ood_dataset
     if ood_name is None and args.dataset.lower() in FASHION_MNIST_NAMES:
         ood_name = 'digits'
-    ood_set = None
-    if ood_name and ood_name.lower() != 'none':
-        ood_set = subsample(build_dataset(ood_name, args.ood_split, args.ood_data_dir, data_config, in_chans),
-                            args.max_samples, args.seed)
+    use_ood = ood_name and ood_name.lower() != 'none'
+    ood_set = load(ood_name, args.ood_split, args.ood_data_dir, args.max_samples) if use_ood else None
     num_classes = int(model.num_classes)
     analysis = run_analysis(
         model, train_set, test_set, ood_set, baseline=baseline, classes=args.classes,
@@ -117,7 +110,7 @@ def main(argv: Optional[List[str]] = None) -> str:
             'dataset': args.dataset,
             'ood_dataset': ood_name if ood_set is not None else None,
             'baseline': args.baseline_checkpoint,
-            'data_config': {k: v for k, v in data_config.items()}, 'device': args.device,
+            'data_config': dict(data_config), 'device': args.device,
             'command': 'python -m timm_coded.analyze ' + ' '.join(shlex.quote(a) for a in (argv or sys.argv[1:]))}
     path = write_report(analysis, args.output, meta)
     print(path)

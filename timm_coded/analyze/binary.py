@@ -15,12 +15,15 @@ import json
 import os
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
+import timm
 import torch
 import torch.nn as nn
+from huggingface_hub import hf_hub_download
+from timm.models import push_to_hf_hub, save_for_hf
 from timm.models.resnet import Bottleneck
 from torch.utils.flop_counter import FlopCounterMode
 
-from ..checkpoint import check_checkpoint
+from ..checkpoint import read_checkpoint
 from ..layers import subnn_energies, unwrap
 from ..models import CodedBottleneck
 from .subnns import active_subnns, check_class_index, grouped_blocks, residual_blocks
@@ -29,6 +32,7 @@ __all__ = ['BinaryBottleneck', 'BinaryClassifier', 'extract_binary_classifier', 
            'binary_classifier_cost', 'save_binary_classifier', 'load_binary_classifier', 'push_binary_classifier']
 
 CONFIG_KEY = 'binary_classifier'
+WEIGHTS = 'model.safetensors'
 
 
 def _channels(keep: Sequence[int], width: int) -> torch.Tensor:
@@ -62,13 +66,7 @@ def _slice_bn(bn: nn.Module, idx: torch.Tensor) -> nn.BatchNorm2d:
             f'{type(bn).__name__}. Build the model with the default norm_layer.')
     new = nn.BatchNorm2d(len(idx), bn.eps, bn.momentum, bn.affine, bn.track_running_stats,
                          device=idx.device if bn.weight is None else bn.weight.device)
-    with torch.no_grad():
-        for name in ('weight', 'bias', 'running_mean', 'running_var'):
-            src = getattr(bn, name)
-            if src is not None:
-                getattr(new, name).copy_(src.detach().index_select(0, idx.to(src.device)))
-        if bn.num_batches_tracked is not None:
-            new.num_batches_tracked.copy_(bn.num_batches_tracked)
+    new.load_state_dict({k: v.index_select(0, idx.to(v.device)) if v.dim() else v for k, v in bn.state_dict().items()})
     return new
 
 
@@ -95,17 +93,11 @@ class BinaryBottleneck(nn.Module):
         self.energy_eps = float(getattr(block, 'energy_eps', 1e-6))
         self.conv1 = _slice_conv(block.conv1, idx, None, 1)
         self.bn1 = _slice_bn(block.bn1, idx)
-        self.act1 = copy.deepcopy(block.act1)
         self.conv2 = _slice_conv(block.conv2, idx, None, len(keep))
         self.bn2 = _slice_bn(block.bn2, idx)
-        self.drop_block = copy.deepcopy(block.drop_block)
-        self.act2 = copy.deepcopy(block.act2)
         self.conv3 = _slice_conv(block.conv3, None, idx, 1)
-        self.bn3 = copy.deepcopy(block.bn3)
-        self.se = copy.deepcopy(block.se)
-        self.act3 = copy.deepcopy(block.act3)
-        self.downsample = copy.deepcopy(block.downsample)
-        self.drop_path = copy.deepcopy(block.drop_path)
+        for name in ('act1', 'drop_block', 'act2', 'bn3', 'se', 'act3', 'downsample', 'drop_path'):
+            setattr(self, name, copy.deepcopy(getattr(block, name)))
 
     def extra_repr(self) -> str:
         return f'kept={self.num_kept}/{self.num_subnns}, normalise={self.normalise}'
@@ -161,10 +153,7 @@ class BinaryClassifier(nn.Module):
         self.global_pool = copy.deepcopy(net.global_pool)
         self.fc = nn.Linear(net.fc.in_features, 1, bias=net.fc.bias is not None,
                             device=net.fc.weight.device, dtype=net.fc.weight.dtype)
-        with torch.no_grad():
-            self.fc.weight.copy_(net.fc.weight[self.class_index:self.class_index + 1])
-            if net.fc.bias is not None:
-                self.fc.bias.copy_(net.fc.bias[self.class_index:self.class_index + 1])
+        self.fc.load_state_dict({k: v[self.class_index:self.class_index + 1] for k, v in net.fc.state_dict().items()})
         self.eval()
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
@@ -278,7 +267,6 @@ def save_binary_classifier(bc: BinaryClassifier, directory: str, source_model_ar
     factory recorded), the class and the kept subNNs, which is what `load_binary_classifier` rebuilds the
     module from.
     """
-    from timm.models import save_for_hf
     extra = dict(bc.config(), label_name=label_name)
     if source_model_args is not None:
         extra['source_model_args'] = source_model_args
@@ -289,7 +277,6 @@ def save_binary_classifier(bc: BinaryClassifier, directory: str, source_model_ar
 def push_binary_classifier(bc: BinaryClassifier, repo_id: str, source_model_args: Optional[Dict[str, Any]] = None,
                            label_name: Optional[str] = None, **kwargs) -> str:
     """Upload `bc` to the Hugging Face Hub with timm's `push_to_hf_hub` (same files as `save_binary_classifier`)."""
-    from timm.models import push_to_hf_hub
     extra = dict(bc.config(), label_name=label_name)
     if source_model_args is not None:
         extra['source_model_args'] = source_model_args
@@ -299,16 +286,11 @@ def push_binary_classifier(bc: BinaryClassifier, repo_id: str, source_model_args
 
 def load_binary_classifier(path: str) -> BinaryClassifier:
     """Rebuild a binary classifier saved by `save_binary_classifier` (a folder, or 'hf-hub:org/name')."""
-    import timm
-    from safetensors.torch import load_file
     if path.startswith('hf-hub:'):
-        from huggingface_hub import hf_hub_download
-        repo = path[len('hf-hub:'):]
-        config_path = hf_hub_download(repo, 'config.json')
-        weights_path = hf_hub_download(repo, 'model.safetensors')
+        config_path, weights_path = (hf_hub_download(path[len('hf-hub:'):], f) for f in ('config.json', WEIGHTS))
     else:
-        config_path, weights_path = os.path.join(path, 'config.json'), os.path.join(path, 'model.safetensors')
-    check_checkpoint(weights_path)
+        config_path, weights_path = os.path.join(path, 'config.json'), os.path.join(path, WEIGHTS)
+    state_dict = read_checkpoint(weights_path)['state_dict']  # checked first: a clear error for a damaged file
     with open(config_path) as f:
         config = json.load(f)
     if CONFIG_KEY not in config:
@@ -319,5 +301,5 @@ def load_binary_classifier(path: str) -> BinaryClassifier:
     model_args.setdefault('in_chans', config.get('model_args', {}).get('in_chans', 3))
     source = timm.create_model(spec['source_architecture'], pretrained=False, **model_args)
     bc = BinaryClassifier(source, spec['class_index'], spec['kept_subnns'])
-    bc.load_state_dict(load_file(weights_path))
+    bc.load_state_dict(state_dict)
     return bc.eval()

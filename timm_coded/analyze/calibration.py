@@ -113,12 +113,6 @@ def stratified_split(labels: np.ndarray, fraction: float, rng: np.random.Generat
     return np.sort(np.concatenate(fit)), np.sort(np.concatenate(test))
 
 
-def _scores(log_probs: torch.Tensor, labels: torch.Tensor, num_bins: int) -> Dict[str, float]:
-    conf, pred = log_probs.exp().max(dim=1)
-    ece, mce = calibration_errors(conf, pred == labels, num_bins)
-    return {'ece': ece, 'mce': mce}
-
-
 def calibration_experiment(
         logits: torch.Tensor,
         labels: torch.Tensor,
@@ -149,28 +143,26 @@ def calibration_experiment(
         h_t = fit_calibration(logits[fit_idx], labels[fit_idx], None, lr, iterations)
         h_aug = fit_calibration(logits[fit_idx], labels[fit_idx], agree[fit_idx], lr, iterations)
         runs = {'softmax': [], 'h_T': [], 'h_aug': []}
-        reliability = None
+        reliability = {}
         for rep, (_, test_idx) in enumerate(splits):
             test_idx = torch.from_numpy(test_idx)
             z, lab, ag = logits[test_idx], labels[test_idx], agree[test_idx]
-            one = torch.ones(1, dtype=torch.float64)
-            log_probs = {
-                'softmax': F.log_softmax(z, dim=1),
-                'h_T': scaled_log_probs(z, one * h_t['temperature'][rep]),
-                'h_aug': scaled_log_probs(z, one * h_aug['temperature'][rep],
-                                          torch.tensor(h_aug['tau'][rep], dtype=torch.float64), ag)}
+            temp_t, temp_aug, tau = (torch.tensor(v[rep], dtype=torch.float64)
+                                     for v in (h_t['temperature'], h_aug['temperature'], h_aug['tau']))
+            log_probs = {'softmax': F.log_softmax(z, dim=1), 'h_T': scaled_log_probs(z, temp_t),
+                         'h_aug': scaled_log_probs(z, temp_aug, tau, ag)}
             for name, lp in log_probs.items():
-                runs[name].append(_scores(lp, lab, num_bins))
-            if rep == 0:  # reliability diagram data of the first split
-                reliability = {name: reliability_bins(lp.exp().max(dim=1)[0], lp.argmax(dim=1) == lab, num_bins)
-                               for name, lp in log_probs.items()}
-        params = {'temperature_T': h_t['temperature'], 'temperature_aug': h_aug['temperature'], 'tau': h_aug['tau']}
+                conf, pred = lp.exp().max(dim=1)
+                bins = reliability_bins(conf, pred == lab, num_bins)
+                runs[name].append(dict(zip(('ece', 'mce'), errors_from_bins(bins))))
+                if rep == 0:  # reliability diagram data of the first split
+                    reliability[name] = bins
         summary = {name: {m: float(np.mean([r[m] for r in rs])) for m in ('ece', 'mce')} for name, rs in runs.items()}
         out['splits'].append({
             'fit_fraction': frac, 'test_fraction': 1. - frac, 'mean': summary,
-            'mean_temperature_T': float(np.mean(params['temperature_T'])),
-            'mean_temperature_aug': float(np.mean(params['temperature_aug'])),
-            'mean_tau': np.mean(np.asarray(params['tau']), axis=0).tolist(),
+            'mean_temperature_T': float(np.mean(h_t['temperature'])),
+            'mean_temperature_aug': float(np.mean(h_aug['temperature'])),
+            'mean_tau': np.mean(np.asarray(h_aug['tau']), axis=0).tolist(),
             'reliability_first_split': reliability,
         })
     return out

@@ -58,10 +58,7 @@ def plot_precision_recall(panels: Dict[str, Dict[str, List[Dict]]], path: str) -
         for i, (label, points) in enumerate(series.items()):
             ax.scatter([p['recall'] for p in points], [p['precision'] for p in points], label=label,
                        marker=markers[i % len(markers)], color=f'C{i}', alpha=0.75, s=30)
-        ax.set_xlabel('recall')
-        ax.set_ylabel('precision')
-        ax.set_xlim(-0.02, 1.02)
-        ax.set_ylim(-0.02, 1.02)
+        ax.set(xlabel='recall', ylabel='precision', xlim=(-0.02, 1.02), ylim=(-0.02, 1.02))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc='lower left')
         ax.set_title(title, fontsize=9)
@@ -78,8 +75,7 @@ def plot_decoder_accuracy(blocks: Sequence[str], accuracy: Sequence[float], fina
         ax.text(i, 100 * a + 1, f'{100 * a:.1f}', ha='center', fontsize=8)
     ax.axhline(100 * final_accuracy, color='k', ls='--', lw=1, label=f'full network {100 * final_accuracy:.1f}%')
     ax.set_xticks(list(x), list(blocks), rotation=30, fontsize=8)
-    ax.set_ylabel('accuracy (%)')
-    ax.set_ylim(0, 105)
+    ax.set(ylabel='accuracy (%)', ylim=(0, 105))
     ax.legend(fontsize=8, loc='lower right')
     ax.set_title('Early decoders: accuracy per coded block', fontsize=10)
     return _save(fig, path)
@@ -93,8 +89,7 @@ def plot_removal(curves: List[Dict], path: str) -> str:
                 label='active removed')
         ax.plot(c['k_inactive'], [100 * a for a in c['accuracy_inactive']], 's-', color='#2ca02c',
                 label='inactive removed')
-        ax.set_xlabel('subNNs removed (k)')
-        ax.set_ylabel('accuracy (%)')
+        ax.set(xlabel='subNNs removed (k)', ylabel='accuracy (%)')
         ax.set_title(f'{c["block"]} (N={c["num_subnns"]}, N_act={c["num_active"]})', fontsize=9)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
@@ -113,14 +108,9 @@ def plot_reliability(reliability: Dict[str, List[Dict]], path: str, scores: Opti
         ax.bar([b['lower'] for b in full], [b['confidence'] - b['accuracy'] for b in full], width=width,
                bottom=[b['accuracy'] for b in full], align='edge', color='#d62728', alpha=0.35, label='gap')
         ax.plot([0, 1], [0, 1], 'k--', lw=1)
-        title = name
-        if scores and name in scores:
-            title += f'\nECE {100 * scores[name]["ece"]:.2f}%  MCE {100 * scores[name]["mce"]:.2f}%'
-        ax.set_title(title, fontsize=9)
-        ax.set_xlabel('confidence')
-        ax.set_ylabel('accuracy')
-        ax.set_xlim(0, 1)
-        ax.set_ylim(0, 1)
+        s = (scores or {}).get(name)
+        ax.set_title(name + (f'\nECE {100 * s["ece"]:.2f}%  MCE {100 * s["mce"]:.2f}%' if s else ''), fontsize=9)
+        ax.set(xlabel='confidence', ylabel='accuracy', xlim=(0, 1), ylim=(0, 1))
         ax.legend(fontsize=7, loc='upper left')
     fig.suptitle('Reliability diagrams (15 bins, first random split)', fontsize=10)
     return _save(fig, path)

@@ -56,11 +56,8 @@ def removal_curves(
         if name not in items:
             raise ValueError(f'{name!r} is not a coded block; coded blocks are {list(items)}.')
     gen = torch.Generator().manual_seed(seed)
-    plans = {}
-    for name in blocks:
-        b = items[name]
-        plans[name] = {'active': list(range(b.num_active + 1)),
-                       'inactive': list(range(1, b.num_subnns - b.num_active + 1))}  # k = 0 is shared
+    plans = {n: {'active': list(range(items[n].num_active + 1)),  # k = 0 is shared
+                 'inactive': list(range(1, items[n].num_subnns - items[n].num_active + 1))} for n in blocks}
     correct = {(n, mode, k): 0 for n, p in plans.items() for mode, ks in p.items() for k in ks}
     sequence = residual_blocks(net)
     start = {name: [n for n, _ in sequence].index(name) for name in blocks}

@@ -72,10 +72,6 @@ def _run_bcs(bcs: List[nn.Module], x: torch.Tensor) -> torch.Tensor:
     return torch.cat([bc.forward_from(x, start) for bc in bcs], dim=1)
 
 
-def _loader(ds, batch_size: int, workers: int) -> torch.utils.data.DataLoader:
-    return torch.utils.data.DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=workers)
-
-
 def _histogram(values: Dict[str, np.ndarray], bins: int = 40) -> Dict[str, Any]:
     allv = np.concatenate([v for v in values.values() if len(v)])
     edges = np.linspace(float(allv.min()), float(allv.max()) + 1e-6, bins + 1)
@@ -137,9 +133,8 @@ def run_analysis(
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     for m in [net] + bcs + ([baseline] + plain_bcs if baseline is not None else []):
         m.to(memory_format=memory_format)
-    loaders = {'train': _loader(train_set, batch_size, workers), 'test': _loader(test_set, batch_size, workers)}
-    if ood_set is not None:
-        loaders['ood'] = _loader(ood_set, batch_size, workers)
+    loaders = {s: torch.utils.data.DataLoader(ds, batch_size=batch_size, num_workers=workers)
+               for s, ds in (('train', train_set), ('test', test_set), ('ood', ood_set)) if ds is not None}
     outs, plain_outs = {}, {}
     for split, loader in loaders.items():
         log(f'forward passes on {split} ({len(loader.dataset)} images)')
@@ -239,9 +234,14 @@ def _pct(v: Optional[float]) -> str:
     return '–' if v is None else f'{100 * v:.1f}'
 
 
+def markdown_table(header: Sequence[str], rows: List[Sequence[Any]]) -> str:
+    lines = ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
+    return '\n'.join(lines + ['| ' + ' | '.join(f'{v:.4g}' if isinstance(v, float) else str(v) for v in row) + ' |'
+                              for row in rows])
+
+
 def _table(header: Sequence[str], rows: List[Sequence[Any]]) -> List[str]:
-    return ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)] + [
-        '| ' + ' | '.join(str(c) for c in row) + ' |' for row in rows] + ['']
+    return [markdown_table(header, rows), '']
 
 
 def _markdown(r: Dict[str, Any], meta: Dict[str, Any]) -> str:

@@ -7,21 +7,11 @@ import argparse
 import json
 import sys
 import time
-from typing import Any, Dict, Optional, Sequence
+from typing import Optional, Sequence
 
 from .builtin import _builtins, builtin_names
 from .generate import generate_scheme
 from .scheme import CodingScheme
-
-
-
-
-def _report(scheme: CodingScheme, seconds: float) -> Dict[str, Any]:
-    out = scheme.to_json()
-    out.update(min_distance=scheme.min_distance, column_sums=[int(s) for s in scheme.column_sums],
-               s_min=scheme.s_min, s_max=scheme.s_max, seconds=round(seconds, 4),
-               fingerprint=scheme.fingerprint())
-    return out
 
 
 def _print_text(scheme: CodingScheme, seconds: float) -> None:
@@ -81,7 +71,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f'error: {e}', file=sys.stderr)
         return 2
     if args.json:
-        print(json.dumps(_report(scheme, seconds)))
+        print(json.dumps(dict(scheme.to_json(), min_distance=scheme.min_distance,
+                              column_sums=[int(s) for s in scheme.column_sums], s_min=scheme.s_min,
+                              s_max=scheme.s_max, seconds=round(seconds, 4), fingerprint=scheme.fingerprint())))
     else:
         _print_text(scheme, seconds)
     return 0

@@ -8,7 +8,6 @@ import functools
 import json
 from typing import Any, Dict, List, Optional
 
-
 from .generate import _check_args, _plain_scheme, generate_scheme
 from .scheme import CodingScheme
 
@@ -58,7 +57,8 @@ def _schemes_dir():
     return resources.files(__package__ or 'timm_coded').joinpath('schemes')
 
 
-def _load_builtins() -> Dict[str, CodingScheme]:
+@functools.lru_cache(maxsize=None)
+def _builtins() -> Dict[str, CodingScheme]:
     out = {}
     for entry in sorted(_schemes_dir().iterdir(), key=lambda p: p.name):
         if entry.name.endswith('.json'):
@@ -70,21 +70,9 @@ def _load_builtins() -> Dict[str, CodingScheme]:
     return out
 
 
-@functools.lru_cache(maxsize=None)
-def _builtins() -> Dict[str, CodingScheme]:
-    return _load_builtins()
-
-
 def builtin_names() -> List[str]:
     """Names of the frozen built-in schemes."""
     return sorted(_builtins())
-
-
-def _builtin_for(k: int, n: int, a: int) -> Optional[CodingScheme]:
-    for scheme in _builtins().values():
-        if (scheme.num_classes, scheme.num_subnns, scheme.num_active) == (k, n, a):
-            return scheme
-    return None
 
 
 @functools.lru_cache(maxsize=None)
@@ -94,4 +82,5 @@ def get_scheme(num_classes: int, num_subnns: int, num_active: int) -> CodingSche
     _check_args(k, n, a, warn=False)  # generate_scheme warns about a fractional r*K
     if a == n:
         return _plain_scheme(k, n)
-    return _builtin_for(k, n, a) or generate_scheme(k, n, a)
+    return next((s for s in _builtins().values() if (s.num_classes, s.num_subnns, s.num_active) == (k, n, a)),
+                None) or generate_scheme(k, n, a)

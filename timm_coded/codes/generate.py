@@ -27,7 +27,7 @@ from typing import Optional, Tuple
 import numpy as np
 
 from .balance import _select_balanced
-from .pools import _Pool, _candidate_pools, _popcount, _unrank, _words_to_bits
+from .pools import _candidate_pools, _popcount, _unrank, _words_to_bits
 from .scheme import CodingScheme, _check_num_active, _ideal_spread
 from .tabu import _improve
 
@@ -144,13 +144,8 @@ def _lexicode(words: np.ndarray, d: int, limit: Optional[int] = None) -> np.ndar
     return np.array(kept, dtype=np.uint64)
 
 
-def _code_for_distance(pool: _Pool, d: int, limit: Optional[int] = None) -> np.ndarray:
-    """Codewords of `pool` pairwise >= d apart (the whole pool when its own distance suffices)."""
-    return pool.words if pool.distance >= d else _lexicode(pool.words, d, limit)
-
-
-def _scheme_from_words(words: np.ndarray, n: int, name: Optional[str] = None) -> CodingScheme:
-    return CodingScheme(_words_to_bits(np.sort(words), n), name)
+def _scheme_from_words(words: np.ndarray, n: int) -> CodingScheme:
+    return CodingScheme(_words_to_bits(np.sort(words), n))
 
 
 def _plain_scheme(k: int, n: int) -> CodingScheme:
@@ -169,7 +164,7 @@ def _search(k: int, n: int, a: int, d_low: int, seed: int) -> Tuple[Optional[np.
         for pool in pools:
             if pool.words.size < k:
                 continue
-            code = _code_for_distance(pool, d, limit=_LEXICODE_FACTOR * k + 1024)
+            code = pool.words if pool.distance >= d else _lexicode(pool.words, d, _LEXICODE_FACTOR * k + 1024)
             if code.size < k:
                 continue
             words = _select_balanced(pool, code, k, n, a, d)

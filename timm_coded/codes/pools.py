@@ -41,7 +41,6 @@ def _words_to_bits(words: np.ndarray, n: int) -> np.ndarray:
 
 @dataclass(frozen=True)
 class _Pool:
-    label: str
     words: np.ndarray  # sorted uint64
     distance: int      # every two words of the pool are at least this far apart
 
@@ -73,13 +72,13 @@ def _splitmix64(seed: int, count: int) -> np.ndarray:
 
 
 def _exhaustive_pool(n: int, a: int) -> _Pool:
-    return _Pool('all', _unrank(np.arange(math.comb(n, a)), n, a), 2)
+    return _Pool(_unrank(np.arange(math.comb(n, a)), n, a), 2)
 
 
 def _random_pool(n: int, a: int, seed: int) -> _Pool:
     total = math.comb(n, a)
     ranks = np.unique(_splitmix64(seed, _RANDOM_POOL_SIZE) % np.uint64(total)).astype(np.int64)
-    return _Pool(f'random(seed={seed})', _unrank(ranks, n, a), 2)
+    return _Pool(_unrank(ranks, n, a), 2)
 
 
 _PRIMITIVE_POLYS = {3: 0b1011, 4: 0b10011, 5: 0b100101, 6: 0b1000011}
@@ -177,8 +176,7 @@ def _bch_pools(n: int, a: int) -> List[_Pool]:
         weights = _popcount(code)
         words = np.sort(code[weights == a])
         if words.size:
-            pools.append(_Pool(f'eBCH[{length},{k}] shortened to [{n},{len(basis)}]', words,
-                               int(weights[1:].min())))
+            pools.append(_Pool(words, int(weights[1:].min())))  # eBCH[2^m, k] shortened to [n, len(basis)]
     return sorted(pools, key=lambda p: -p.distance)
 
 

@@ -58,12 +58,8 @@ def parse_coding_ratio(ratio: RatioSpec, num_subnns: int) -> int:
 def parse_coding_ratios(
         ratios: Union[RatioSpec, Sequence[RatioSpec]], num_stages: int, num_subnns: int) -> Tuple[int, ...]:
     """N_act of every stage from one ratio per stage, given as a sequence or as '10/10,5/10,3/10'."""
-    if isinstance(ratios, str):
-        ratios = [r for r in ratios.replace(',', ' ').split()]
-    elif not isinstance(ratios, (list, tuple)):
-        ratios = [ratios]
-    else:  # each item may itself be '10/10,5/10' (a comma list passed as one command-line word)
-        ratios = [p for r in ratios for p in (r.replace(',', ' ').split() if isinstance(r, str) else [r])]
+    items = ratios if isinstance(ratios, (list, tuple)) else [ratios]  # a str item may be '10/10,5/10' (one CLI word)
+    ratios = [p for r in items for p in (r.replace(',', ' ').split() if isinstance(r, str) else [r])]
     if len(ratios) != num_stages:
         raise ValueError(f'coding_ratios needs one ratio per stage ({num_stages} stages), got {len(ratios)}: '
                          f'{list(ratios)!r}.')

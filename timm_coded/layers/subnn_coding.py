@@ -96,27 +96,29 @@ def _no_autocast(h: torch.Tensor):
     return contextlib.nullcontext()
 
 
-def _energies(h: torch.Tensor, weight: torch.Tensor, num_subnns: int) -> torch.Tensor:
+def _energies(h: torch.Tensor, weight: torch.Tensor, num_subnns: int
+              ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(E(t_n) (Eq. 2), S_n, G_n / (C H W)), fp32."""
     hv = _fp32(_group_view(h, num_subnns))
     s = torch.matmul(hv, hv.transpose(-1, -2))                              # S_n = sum_pixels h_n h_n^T
-    g = _gram_groups(weight, num_subnns) * _energy_scale(h, weight)         # G_n / (C H W)
-    return _trace_energies(s, g)                                            # E(t_n), Eq. 2
+    g = _gram_groups(weight, num_subnns).mul_(_energy_scale(h, weight))     # G_n / (C H W)
+    return _trace_energies(s, g), s, g                                      # E(t_n), Eq. 2
 
 
 @register_notrace_function
 def subnn_energies(h: torch.Tensor, weight: torch.Tensor, num_subnns: int) -> torch.Tensor:
     """E(t_n) (Eq. 2) of every subNN, (B, N) fp32, from the features h (B, N*d, H, W) and the expand weight."""
     if torch.jit.is_scripting():
-        return _energies(h, weight, num_subnns)
+        return _energies(h, weight, num_subnns)[0]
     with _no_autocast(h):
-        return _energies(h, weight, num_subnns)
+        return _energies(h, weight, num_subnns)[0]
 
 
 def _normalize_subnns_autograd(
         h: torch.Tensor, weight: torch.Tensor, num_subnns: int, eps: float, keep: Optional[torch.Tensor],
 ) -> Tuple[torch.Tensor, torch.Tensor]:
     """`normalize_subnns` differentiated by autograd: the definition `SubNNCoding` follows (and TorchScript's)."""
-    energy = _energies(h, weight, num_subnns)
+    energy = _energies(h, weight, num_subnns)[0]
     e_avg = energy.mean(dim=1, keepdim=True) + eps
     gain = torch.rsqrt(e_avg).expand(energy.shape)
     if keep is not None:
@@ -176,10 +178,7 @@ class SubNNCoding(torch.autograd.Function):
     @staticmethod
     def forward(ctx, h: torch.Tensor, weight: torch.Tensor, keep: Optional[torch.Tensor], num_subnns: int,
                 eps: float) -> Tuple[torch.Tensor, torch.Tensor]:
-        hv = _fp32(_group_view(h, num_subnns))
-        s = torch.matmul(hv, hv.transpose(-1, -2))                           # S_n = sum_pixels h_n h_n^T
-        g = _gram_groups(weight, num_subnns).mul_(_energy_scale(h, weight))  # G_n / (C H W)
-        energy = _trace_energies(s, g)                                       # E(t_n), Eq. 2
+        energy, s, g = _energies(h, weight, num_subnns)                      # E(t_n), Eq. 2
         e_avg = energy.mean(dim=1, keepdim=True) + eps
         energy_norm = energy / e_avg                                         # E(t̄_n), Eq. 3
         gain = torch.rsqrt(e_avg)

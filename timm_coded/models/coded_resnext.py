@@ -14,13 +14,12 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
-from timm.layers import create_classifier, get_act_layer, get_device_dtype, get_norm_layer
+from timm.layers import create_classifier, get_act_layer, get_norm_layer
 from timm.models import build_model_with_cfg, checkpoint_seq, generate_default_cfgs, register_model
 from timm.models._features import feature_take_indices
-from timm.models.resnet import Bottleneck, make_blocks
+from timm.models.resnet import Bottleneck, ResNet, make_blocks
 
 from ..checkpoint import check_pretrained_file
 from ..codes import CodingScheme, get_scheme
@@ -284,39 +283,17 @@ class CodedResNeXt(nn.Module):
         return {k: CodingScheme.from_codewords(getattr(self.codebooks, k).cpu().numpy(),
                                                num_active=parse_ratio(k)[0]) for k in self.codebooks.keys()}
 
-    # --- timm model interface ----------------------------------------------------------------------------
-    @torch.jit.ignore
-    def init_weights(self, zero_init_last: bool = True) -> None:
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode='fan_out', nonlinearity='relu')
-        if zero_init_last:
-            for m in self.modules():
-                if hasattr(m, 'zero_init_last'):
-                    m.zero_init_last()
-
-    @torch.jit.ignore
-    def group_matcher(self, coarse: bool = False) -> Dict[str, str]:
-        return dict(stem=r'^conv1|bn1|maxpool', blocks=r'^layer(\d+)' if coarse else r'^layer(\d+)\.(\d+)')
-
-    @torch.jit.ignore
-    def set_grad_checkpointing(self, enable: bool = True) -> None:
-        self.grad_checkpointing = enable
-
-    @torch.jit.ignore
-    def get_classifier(self, name_only: bool = False) -> Union[str, nn.Module]:
-        return 'fc' if name_only else self.fc
+    # --- timm model interface: ResNet's own methods where they fit any number of stages ---------------------
+    init_weights = ResNet.init_weights
+    group_matcher = ResNet.group_matcher
+    set_grad_checkpointing = ResNet.set_grad_checkpointing
+    get_classifier = ResNet.get_classifier
+    forward_head = ResNet.forward_head
+    forward = ResNet.forward
 
     def reset_classifier(self, num_classes: int, global_pool: Optional[str] = None) -> None:
         """New head for `num_classes`; the codebooks are rebuilt for the new class count."""
-        dd = get_device_dtype(self)
-        self.num_classes = num_classes
-        if global_pool is None:
-            global_pool = self.global_pool.pool_type
-        self.global_pool, self.fc = create_classifier(self.num_features, num_classes, pool_type=global_pool, **dd)
-        self.head_hidden_size = self.num_features * self.global_pool.feat_mult()
-        self.global_pool.train(self.training)
-        self.fc.train(self.training)
+        ResNet.reset_classifier(self, num_classes, global_pool)
         if self.codebooks.keys():
             self._user_codebooks = {k: v for k, v in self._user_codebooks.items() if v.num_classes == num_classes}
             stage_active = [parse_ratio(r)[0] for r in self.coding_ratios]
@@ -401,17 +378,6 @@ class CodedResNeXt(nn.Module):
                 x = self.layer3(x)
             if hasattr(self, 'layer4'):
                 x = self.layer4(x)
-        return x
-
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        x = self.global_pool(x)
-        if self.drop_rate:
-            x = F.dropout(x, p=float(self.drop_rate), training=self.training)
-        return x if pre_logits else self.fc(x)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.forward_features(x)
-        x = self.forward_head(x)
         return x
 
 
