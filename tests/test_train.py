@@ -225,15 +225,17 @@ def test_command_line_errors_are_one_line_and_write_nothing(tmp_path):
 @needs_fashion_mnist
 @pytest.mark.parametrize('model', ['coded_resnext23_10x4d', 'resnext23_10x4d'])
 def test_fashion_mnist_paper_recipe_builds_and_trains(tmp_path, model):
-    """The study's recipe and its models: one short epoch, the coded net with the coding loss of its 6 blocks."""
+    """The study's recipe and its models: one short epoch, the coded net with the coding loss of its 7 blocks
+    (stage 1 coded too), the baseline with every ratio N/N as the README's command gives it."""
     from train_hooks.train import main
+    plain = [] if model.startswith('coded') else ['--coding-ratios', '10/10', '10/10', '10/10']
     result = main(['--config', 'fashion_mnist_paper', '--model', model, '--train-per-class', '2', '--val-per-class',
                    '1', '-b', '10', '--epochs', '1', '--warmup-epochs', '0', '-j', '0', '--output', str(tmp_path),
-                   '--experiment', model])
+                   '--experiment', model, *plain])
     row = _summary(result['output_dir'])[0]
     coded = [k for k in row if k.startswith('train_coding_loss_')]
-    assert coded == ([f'train_coding_loss_layer{s}.{i}' for s in (2, 3) for i in range(3)]
-                     if model.startswith('coded') else [])
+    assert coded == (['train_coding_loss_layer1.0'] + [f'train_coding_loss_layer{s}.{i}' for s in (2, 3)
+                                                        for i in range(3)] if model.startswith('coded') else [])
     assert float(row['train_loss']) > 0 and float(row['eval_top1']) >= 0
     ckpt = read_checkpoint(os.path.join(result['output_dir'], 'last.pth.tar'))
     assert ckpt['args']['model'] == model and ckpt['args']['in_chans'] == 1

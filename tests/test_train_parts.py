@@ -131,6 +131,9 @@ def test_main_job_training_commands_parse(device):
     cmd = train_cmd('coded_resnext23_10x4d', Path('out'), device, '/data', scale=1. if device == 'cpu' else 6.)
     args, _ = parse_args(cmd[cmd.index('train_hooks.train') + 1:])
     assert args.model == 'coded_resnext23_10x4d' and args.coding_loss_weight == 18.
+    assert args.coding_ratios == (['10/10', '5/10', '3/10'] if device == 'cpu' else ['5/10', '5/10', '3/10'])
+    plain = train_cmd('resnext23_10x4d', Path('out'), device, '/data', scale=1.)
+    assert parse_args(plain[plain.index('train_hooks.train') + 1:])[0].coding_ratios == ['10/10'] * 3
     if device == 'cpu':  # the short CPU budget trains in smaller steps than the recipe
         assert (args.train_per_class, args.epochs, args.batch_size) == (1000, 5, CPU_BATCH)
     else:
