@@ -179,6 +179,9 @@ def test_bad_model_arguments():
         timm.create_model('coded_resnext29_10x11d', drop_subnn_rate=1.0)
     with pytest.raises(ValueError, match='codewords'):
         tiny(codebooks={'3/6': ['111000'] * 6})  # duplicates, rejected by the scheme validation
+    with pytest.raises(ValueError, match=r'plain ResNeXt baseline.*--coding-ratios 10/10 10/10 10/10'):
+        timm.create_model('resnext23_10x4d', coding_ratios=('5/10', '5/10', '3/10'))  # a coded recipe's ratios
+    assert timm.create_model('resnext23_10x4d', coding_ratios='10/10,10/10,10/10').coding_ratios == ('10/10',) * 3
 
 
 def test_ratio_spellings_and_any_class_count():

@@ -381,10 +381,20 @@ class CodedResNeXt(nn.Module):
         return x
 
 
+def _check_plain(variant: str, ratios: Any, num_stages: int, cardinality: int) -> None:
+    """A plain baseline keeps every subNN: coding ratios other than N/N (say, from a coded recipe) are an error."""
+    if ratios is not None and any(a != cardinality for a in parse_coding_ratios(ratios, num_stages, cardinality)):
+        raise ValueError(f'{variant} is a plain ResNeXt baseline, so every coding ratio must be N/N; got {ratios}. '
+                         f'Pass --coding-ratios {" ".join([f"{cardinality}/{cardinality}"] * num_stages)} (a coded '
+                         f'recipe sets its ratios for every model), or train coded_{variant}.')
+
+
 def _create_coded_resnext(variant: str, pretrained: bool = False, **kwargs) -> CodedResNeXt:
     if pretrained:
         check_pretrained_file(variant, kwargs.get('pretrained_cfg'), kwargs.get('pretrained_cfg_overlay'))
     num_stages = len(kwargs.get('layers', (3, 4, 6, 3)))
+    if not variant.startswith('coded_'):
+        _check_plain(variant, kwargs.get('coding_ratios'), num_stages, kwargs.get('cardinality', 32))
     return build_model_with_cfg(
         CodedResNeXt, variant, pretrained,
         feature_cfg=dict(out_indices=tuple(range(num_stages + 1))),
