@@ -20,7 +20,7 @@ import torch.nn as nn
 from .layers import get_codebooks, named_coded_blocks, unwrap
 
 __all__ = ['CodedState', 'coded_state', 'coding_loss', 'block_coding_losses', 'early_decoder_scores', 'early_decode',
-           'target_codewords', 'check_class_indices', 'resolve_mu', 'CODING_LOSS_POWER', 'MU_ENV']
+           'check_class_indices', 'resolve_mu', 'CODING_LOSS_POWER', 'MU_ENV']
 
 CODING_LOSS_POWER = 4  # §3.1.2: 4 beats 2 and |.| on CIFAR-10/100
 MU_ENV = 'TIMM_CODED_MU'
@@ -61,15 +61,14 @@ def coded_state(model: nn.Module, consume: bool = False) -> CodedState:
                       ratios=[b.coding_ratio for _, b in blocks], keys=[b.coding_key for _, b in blocks])
 
 
-def check_class_indices(target: torch.Tensor, num_classes: int, validate: Optional[bool] = None) -> None:
+def check_class_indices(target: torch.Tensor, num_classes: int) -> None:
     """A clear error for class indices outside 0..K-1, without stalling an accelerator.
 
     CPU: a ValueError at once. CUDA: an asynchronous device assertion with the same message (it surfaces at the
-    next synchronisation). XLA: off by default, as any check there would sync.
+    next synchronisation). XLA and other devices: no check, as any check there would sync.
     """
-    if validate is None:
-        validate = target.device.type in ('cpu', 'cuda')
-    if not validate or target.dim() != 1 or target.is_floating_point() or not target.numel():
+    if target.device.type not in ('cpu', 'cuda') or target.dim() != 1 or target.is_floating_point() \
+            or not target.numel():
         return
     bad = ((target < 0) | (target >= num_classes)).any()
     message = (f'Class index out of range: the codebook has {num_classes} classes (0..{num_classes - 1}). '
@@ -81,23 +80,7 @@ def check_class_indices(target: torch.Tensor, num_classes: int, validate: Option
         torch._assert_async(~bad, message)
 
 
-def target_codewords(target: torch.Tensor, codebook: torch.Tensor, validate: Optional[bool] = None) -> torch.Tensor:
-    """Target codeword per sample, (B, N): w_{l,k} for class indices, y @ W_l for soft targets (B, K)."""
-    num_classes = codebook.shape[0]
-    if target.dim() == 2 and target.is_floating_point():
-        if target.shape[1] != num_classes:
-            raise ValueError(f'Soft targets have {target.shape[1]} classes but the codebook has {num_classes} '
-                             f'codewords: the target width must equal the model\'s num_classes.')
-        return target.float() @ codebook
-    if target.dim() != 1 or target.is_floating_point():
-        raise ValueError(f'Targets must be class indices (B,) or soft targets (B, {num_classes}); got '
-                         f'{tuple(target.shape)} {target.dtype}.')
-    check_class_indices(target, num_classes, validate)
-    return codebook.index_select(0, target.long())
-
-
-def block_coding_losses(state: CodedState, target: torch.Tensor, power: int = CODING_LOSS_POWER,
-                        validate: Optional[bool] = None) -> torch.Tensor:
+def block_coding_losses(state: CodedState, target: torch.Tensor, power: int = CODING_LOSS_POWER) -> torch.Tensor:
     """(L,) coding loss of each coded block (Eq. 5), each averaged over the batch.
 
     Blocks sharing a coding scheme are computed together: a handful of kernels per scheme.
@@ -108,12 +91,21 @@ def block_coding_losses(state: CodedState, target: torch.Tensor, power: int = CO
             raise ValueError(f'Batch of targets ({target.shape[0]}) differs from the last forward pass '
                              f'({energy.shape[0]}).')
         groups.setdefault(state.keys[i], []).append(i)
+    num_classes = state.codebooks[0].shape[0]
+    soft = target.dim() == 2 and target.is_floating_point()
+    if soft and target.shape[1] != num_classes:
+        raise ValueError(f'Soft targets have {target.shape[1]} classes but the codebook has {num_classes} '
+                         f'codewords: the target width must equal the model\'s num_classes.')
+    if not soft and (target.dim() != 1 or target.is_floating_point()):
+        raise ValueError(f'Targets must be class indices (B,) or soft targets (B, {num_classes}); got '
+                         f'{tuple(target.shape)} {target.dtype}.')
     device = state.energies[0].device
     target = target.to(device)
-    check_class_indices(target, state.codebooks[0].shape[0], validate)
+    check_class_indices(target, num_classes)
     losses, order = [], []
     for idx in groups.values():
-        word = target_codewords(target, state.codebooks[idx[0]].to(device), validate=False)  # (B, N)
+        book = state.codebooks[idx[0]].to(device)
+        word = target.float() @ book if soft else book.index_select(0, target.long())  # (B, N): y @ W_l or w_{l,k}
         energy = torch.stack([state.energies[i] for i in idx])  # (L_g, B, N)
         losses.append((state.ratios[idx[0]] * energy - word).pow(power).mean(dim=(1, 2)))  # Eq. 5
         order += idx
