@@ -49,7 +49,6 @@ class CodedBottleneck(Bottleneck):
             num_active: int = 1,
             coding_key: str = '',
             subnn_drop: Optional[SubNNDrop] = None,
-            drop_leader: bool = False,
             energy_eps: float = 1e-6,
             **kwargs,
     ):
@@ -59,7 +58,7 @@ class CodedBottleneck(Bottleneck):
         self.coding_ratio = num_active / cardinality  # r_l of Eq. 4
         self.coding_key = coding_key
         self.subnn_drop = subnn_drop if subnn_drop is not None else SubNNDrop(cardinality, 0.)
-        self.drop_leader = drop_leader
+        self.drop_leader = False  # set by the model: the first block of a coding scheme draws the mask
         self.energy_eps = energy_eps
         self.subnn_energies = None
 
@@ -246,7 +245,10 @@ class CodedResNeXt(nn.Module):
         for info in stage_feature_info:
             info['reduction'] = info['reduction'] // stride_scale
         self.feature_info.extend(stage_feature_info)
-        self._mark_drop_leaders()
+        seen = set()  # the first block of each coding scheme draws the dropSubNNs mask, the later ones reuse it
+        for block in self.coded_blocks():
+            block.drop_leader = id(block.subnn_drop) not in seen
+            seen.add(id(block.subnn_drop))
 
         # Head, then the codebooks (after the head, so features_only never runs them)
         self.num_features = channels[-1] * Bottleneck.expansion
@@ -255,13 +257,6 @@ class CodedResNeXt(nn.Module):
         self.codebooks = Codebooks(schemes, device=device)
 
         self.init_weights(zero_init_last=zero_init_last)
-
-    def _mark_drop_leaders(self) -> None:
-        """The first block of each coding scheme draws the dropSubNNs mask, the later ones reuse it."""
-        seen = set()
-        for block in self.coded_blocks():
-            block.drop_leader = id(block.subnn_drop) not in seen
-            seen.add(id(block.subnn_drop))
 
     @torch.jit.ignore
     def coded_blocks(self) -> List['CodedBottleneck']:
@@ -294,11 +289,9 @@ class CodedResNeXt(nn.Module):
     def reset_classifier(self, num_classes: int, global_pool: Optional[str] = None) -> None:
         """New head for `num_classes`; the codebooks are rebuilt for the new class count."""
         ResNet.reset_classifier(self, num_classes, global_pool)
-        if self.codebooks.keys():
-            self._user_codebooks = {k: v for k, v in self._user_codebooks.items() if v.num_classes == num_classes}
-            stage_active = [parse_ratio(r)[0] for r in self.coding_ratios]
-            self.codebooks.set_schemes(_coding_schemes(num_classes, self.num_subnns, stage_active,
-                                                       self._user_codebooks))
+        self._user_codebooks = {k: v for k, v in self._user_codebooks.items() if v.num_classes == num_classes}
+        self.codebooks.set_schemes(_coding_schemes(
+            num_classes, self.num_subnns, [parse_ratio(r)[0] for r in self.coding_ratios], self._user_codebooks))
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         self.codebooks.head_in_checkpoint = f'{prefix}fc.weight' in state_dict
@@ -359,7 +352,6 @@ class CodedResNeXt(nn.Module):
             self.num_features = self.head_hidden_size = self.feature_info[max_index]['num_chs']
         if prune_head or max_index < len(self.stage_names):
             self.reset_classifier(0, '')
-        self._mark_drop_leaders()
         return take_indices
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
@@ -419,90 +411,44 @@ def _cifar_cfg(num_classes: int, mean: Tuple[float, ...], std: Tuple[float, ...]
                             interpolation='bilinear', mean=mean, std=std), **kwargs))
 
 
-def _fashion_mnist_cfg() -> Dict[str, Any]:
-    return _cifar_cfg(10, FASHION_MNIST_MEAN * 3, FASHION_MNIST_STD * 3, input_size=(3, 28, 28), pool_size=(7, 7))
+default_cfgs = {}  # filled by _register; no weight source (url / file / hf_hub_id) until real trained weights exist
 
 
-# No weight source (url / file / hf_hub_id) until real trained weights exist.
-default_cfgs = generate_default_cfgs({
-    'coded_resnext29_10x11d.cifar10': _cifar_cfg(10, CIFAR10_MEAN, CIFAR10_STD),
-    'coded_resnext29_20x6d.cifar100': _cifar_cfg(100, CIFAR100_MEAN, CIFAR100_STD),
-    'coded_resnext50_32x4d.in1k': _cfg(
-        input_size=(3, 160, 160), pool_size=(5, 5), test_input_size=(3, 224, 224), test_pool_size=(7, 7)),
-    'coded_resnext23_10x4d.fashion_mnist': _fashion_mnist_cfg(),
-    'resnext23_10x4d.fashion_mnist': _fashion_mnist_cfg(),
-    'coded_resnext11_10x4d.fashion_mnist': _fashion_mnist_cfg(),
-    'resnext11_10x4d.fashion_mnist': _fashion_mnist_cfg(),
-    'resnext29_10x11d.cifar10': _cifar_cfg(10, CIFAR10_MEAN, CIFAR10_STD),
-    'resnext29_20x6d.cifar100': _cifar_cfg(100, CIFAR100_MEAN, CIFAR100_STD),
-})
+def _register(variant: str, tag: str, cfg: Dict[str, Any], doc: str, **model_args) -> None:
+    """Register the timm entrypoint `variant` with its pretrained cfg `variant.tag`."""
+    def entrypoint(pretrained: bool = False, **kwargs) -> CodedResNeXt:
+        return _create_coded_resnext(variant, pretrained, **dict(model_args, **kwargs))
+    entrypoint.__name__ = entrypoint.__qualname__ = variant
+    entrypoint.__doc__ = doc
+    default_cfgs.update(generate_default_cfgs({f'{variant}.{tag}': cfg}))
+    globals()[variant] = register_model(entrypoint)
 
+
+_CIFAR10 = _cifar_cfg(10, CIFAR10_MEAN, CIFAR10_STD)
+_CIFAR100 = _cifar_cfg(100, CIFAR100_MEAN, CIFAR100_STD)
+_FASHION_MNIST = _cifar_cfg(10, FASHION_MNIST_MEAN * 3, FASHION_MNIST_STD * 3, input_size=(3, 28, 28), pool_size=(7, 7))
+_IN1K = _cfg(input_size=(3, 160, 160), pool_size=(5, 5), test_input_size=(3, 224, 224), test_pool_size=(7, 7))
 _CIFAR29 = dict(layers=(3, 3, 3), channels=(64, 128, 256), stem_type='cifar')
-_NARROW = dict(channels=(16, 32, 64), stem_type='cifar', cardinality=10, base_width=16, num_classes=10)
+_NARROW = dict(channels=(16, 32, 64), stem_type='cifar', cardinality=10, base_width=16, num_classes=10)  # d = 4/8/16
+_R10 = ('10/10', '5/10', '3/10')  # Table 4's codebooks
 
-
-@register_model
-def coded_resnext29_10x11d(pretrained: bool = False, **kwargs) -> CodedResNeXt:
-    """Coded ResNeXt-29 (10x11d) for CIFAR-10 (Table 1): ratios 10/10, 5/10, 3/10."""
-    model_args = dict(**_CIFAR29, cardinality=10, base_width=11, coding_ratios=('10/10', '5/10', '3/10'),
-                      num_classes=10)
-    return _create_coded_resnext('coded_resnext29_10x11d', pretrained, **dict(model_args, **kwargs))
-
-
-@register_model
-def coded_resnext29_20x6d(pretrained: bool = False, **kwargs) -> CodedResNeXt:
-    """Coded ResNeXt-29 (20x6d) for CIFAR-100 (Table 1): ratios 20/20, 8/20, 4/20."""
-    model_args = dict(**_CIFAR29, cardinality=20, base_width=6, coding_ratios=('20/20', '8/20', '4/20'),
-                      num_classes=100)
-    return _create_coded_resnext('coded_resnext29_20x6d', pretrained, **dict(model_args, **kwargs))
-
-
-@register_model
-def coded_resnext50_32x4d(pretrained: bool = False, **kwargs) -> CodedResNeXt:
-    """Coded ResNeXt-50 (32x4d) for ImageNet-1k (Table 1): ratios 32/32, 32/32, 16/32, 8/32."""
-    model_args = dict(layers=(3, 4, 6, 3), cardinality=32, base_width=4,
-                      coding_ratios=('32/32', '32/32', '16/32', '8/32'))
-    return _create_coded_resnext('coded_resnext50_32x4d', pretrained, **dict(model_args, **kwargs))
-
-
-@register_model
-def resnext29_10x11d(pretrained: bool = False, **kwargs) -> CodedResNeXt:
-    """ResNeXt-29 (10x11d) baseline for CIFAR-10: the coded net with every ratio 10/10."""
-    model_args = dict(**_CIFAR29, cardinality=10, base_width=11, coding_ratios=('10/10',) * 3, num_classes=10)
-    return _create_coded_resnext('resnext29_10x11d', pretrained, **dict(model_args, **kwargs))
-
-
-@register_model
-def resnext29_20x6d(pretrained: bool = False, **kwargs) -> CodedResNeXt:
-    """ResNeXt-29 (20x6d) baseline for CIFAR-100: the coded net with every ratio 20/20."""
-    model_args = dict(**_CIFAR29, cardinality=20, base_width=6, coding_ratios=('20/20',) * 3, num_classes=100)
-    return _create_coded_resnext('resnext29_20x6d', pretrained, **dict(model_args, **kwargs))
-
-
-@register_model
-def coded_resnext23_10x4d(pretrained: bool = False, **kwargs) -> CodedResNeXt:
-    """Narrow Coded ResNeXt-23 (10x4d) sized for CPUs (Fashion-MNIST): blocks 1/3/3, planes 16/32/64, N = 10,
-    d = 4/8/16, ratios 10/10, 5/10, 3/10 (Table 4's codebooks): three coded blocks in each of stages 2 and 3."""
-    model_args = dict(**_NARROW, layers=(1, 3, 3), coding_ratios=('10/10', '5/10', '3/10'))
-    return _create_coded_resnext('coded_resnext23_10x4d', pretrained, **dict(model_args, **kwargs))
-
-
-@register_model
-def resnext23_10x4d(pretrained: bool = False, **kwargs) -> CodedResNeXt:
-    """Narrow ResNeXt-23 (10x4d) baseline of `coded_resnext23_10x4d`: every ratio 10/10."""
-    model_args = dict(**_NARROW, layers=(1, 3, 3), coding_ratios=('10/10',) * 3)
-    return _create_coded_resnext('resnext23_10x4d', pretrained, **dict(model_args, **kwargs))
-
-
-@register_model
-def coded_resnext11_10x4d(pretrained: bool = False, **kwargs) -> CodedResNeXt:
-    """Narrow Coded ResNeXt-11 (10x4d) sized for CPUs: one block per stage, otherwise as coded_resnext23_10x4d."""
-    model_args = dict(**_NARROW, layers=(1, 1, 1), coding_ratios=('10/10', '5/10', '3/10'))
-    return _create_coded_resnext('coded_resnext11_10x4d', pretrained, **dict(model_args, **kwargs))
-
-
-@register_model
-def resnext11_10x4d(pretrained: bool = False, **kwargs) -> CodedResNeXt:
-    """Narrow ResNeXt-11 (10x4d) baseline of `coded_resnext11_10x4d`: every ratio 10/10."""
-    model_args = dict(**_NARROW, layers=(1, 1, 1), coding_ratios=('10/10',) * 3)
-    return _create_coded_resnext('resnext11_10x4d', pretrained, **dict(model_args, **kwargs))
+# Each row registers coded_<arch> with its coding ratios and, but for ResNeXt-50 (timm's resnext50_32x4d), the
+# plain baseline <arch>: the same net with every ratio N/N.
+for _arch, _tag, _pcfg, _doc, _args in (
+        ('resnext29_10x11d', 'cifar10', _CIFAR10, 'ResNeXt-29 (10x11d) for CIFAR-10 (Table 1)',
+         dict(_CIFAR29, cardinality=10, base_width=11, num_classes=10, coding_ratios=_R10)),
+        ('resnext29_20x6d', 'cifar100', _CIFAR100, 'ResNeXt-29 (20x6d) for CIFAR-100 (Table 1)',
+         dict(_CIFAR29, cardinality=20, base_width=6, num_classes=100, coding_ratios=('20/20', '8/20', '4/20'))),
+        ('resnext50_32x4d', 'in1k', _IN1K, 'ResNeXt-50 (32x4d) for ImageNet-1k (Table 1)',
+         dict(layers=(3, 4, 6, 3), cardinality=32, base_width=4, coding_ratios=('32/32', '32/32', '16/32', '8/32'))),
+        ('resnext23_10x4d', 'fashion_mnist', _FASHION_MNIST,
+         'ResNeXt-23 (10x4d), narrow for CPUs (Fashion-MNIST): blocks 1/3/3, planes 16/32/64',
+         dict(_NARROW, layers=(1, 3, 3), coding_ratios=_R10)),
+        ('resnext11_10x4d', 'fashion_mnist', _FASHION_MNIST,
+         'ResNeXt-11 (10x4d), narrow for CPUs: one block per stage, planes 16/32/64',
+         dict(_NARROW, layers=(1, 1, 1), coding_ratios=_R10)),
+):
+    _register(f'coded_{_arch}', _tag, _pcfg, f'Coded {_doc}: ratios {", ".join(_args["coding_ratios"])}.', **_args)
+    if _arch != 'resnext50_32x4d':
+        _register(_arch, _tag, _pcfg, f'{_doc}: the plain baseline of coded_{_arch}, every ratio N/N.',
+                  **dict(_args, coding_ratios=None))
