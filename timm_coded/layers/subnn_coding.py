@@ -161,10 +161,9 @@ def _energy_grad_w(weight: torch.Tensor, s: torch.Tensor, coef: torch.Tensor, sc
     return grad.view(weight.shape).to(weight.dtype)
 
 
-def _energy_grad_h(hv: torch.Tensor, g: torch.Tensor, coef: torch.Tensor, out: Optional[torch.Tensor] = None):
-    """dL/dh_bn = coef_bn G_n h_bn (from E_bn = trace(G_n S_bn)) in the group view, fp32; into `out` if given."""
-    gc = g * coef[:, :, None, None]
-    return torch.matmul(gc, hv) if out is None else torch.matmul(gc, hv, out=out)
+def _energy_grad_h(hv: torch.Tensor, g: torch.Tensor, coef: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """dL/dh_bn = coef_bn G_n h_bn (from E_bn = trace(G_n S_bn)) in the group view, fp32, into `out`."""
+    return torch.matmul(g * coef[:, :, None, None], hv, out=out)
 
 
 class SubNNCoding(torch.autograd.Function):

@@ -31,12 +31,8 @@ __all__ = ['CodedResNeXt', 'CodedBottleneck']
 
 
 class CodedBottleneck(Bottleneck):
-    """timm's ResNeXt `Bottleneck` with the coded operations between the 1x1 expand conv and its BN.
-
-    conv1 -> bn1 -> act -> grouped conv2 (the N subNNs) -> bn2 -> act -> [energy normalisation (Eq. 2-3),
-    dropSubNNs] -> conv3 (= sum_n t_n) -> bn3 -> + shortcut -> act. After each forward the block keeps
-    the normalised energies E(t̄_n) = E(t_n) / E_avg of its subNNs in `subnn_energies` (B, N), fp32.
-    """
+    """timm's ResNeXt `Bottleneck` with energy normalisation (Eq. 2-3) and dropSubNNs on the N subNNs of conv2,
+    before conv3 (= sum_n t_n). Keeps the last E(t̄_n) = E(t_n) / E_avg in `subnn_energies` (B, N), fp32."""
     subnn_energies: Optional[torch.Tensor]
 
     def __init__(
@@ -156,8 +152,7 @@ def _stage_block_fns(stage_active: Sequence[int], num_subnns: int, drop_subnn_ra
 class CodedResNeXt(nn.Module):
     """ResNeXt whose stages carry a coding ratio; stages with r < 1 use `CodedBottleneck`.
 
-    Follows timm's `ResNet` (same parameter names), with 1-4 stages and either the ImageNet stem
-    (7x7/2 conv + 3x3/2 max-pool) or the CIFAR stem (3x3/1 conv, no pool).
+    Follows timm's `ResNet` (same parameter names), with 1-4 stages and an ImageNet or CIFAR stem.
     """
 
     def __init__(
