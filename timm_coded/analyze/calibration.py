@@ -41,14 +41,10 @@ def calibration_errors(confidence: torch.Tensor, correct: torch.Tensor, num_bins
 
 def errors_from_bins(bins: List[Dict]) -> Tuple[float, float]:
     """(ECE, MCE) from `reliability_bins` output."""
-    total = sum(b['count'] for b in bins)
-    ece, mce = 0., 0.
-    for b in bins:
-        if b['count']:
-            gap = abs(b['accuracy'] - b['confidence'])
-            ece += b['count'] / total * gap
-            mce = max(mce, gap)
-    return ece, mce
+    full = [b for b in bins if b['count']]
+    total = sum(b['count'] for b in full)
+    gaps = [abs(b['accuracy'] - b['confidence']) for b in full]
+    return sum(b['count'] / total * gap for b, gap in zip(full, gaps)), max(gaps, default=0.)
 
 
 def scaled_log_probs(logits: torch.Tensor, temperature: torch.Tensor, tau: Optional[torch.Tensor] = None,
@@ -57,13 +53,11 @@ def scaled_log_probs(logits: torch.Tensor, temperature: torch.Tensor, tau: Optio
 
     Batched over repeats too: logits (R, M, K), temperature (R,), tau (R, L), agree (R, M, L).
     """
-    batched = logits.dim() == 3
-    temp = temperature.reshape(-1, 1, 1) if batched else temperature.reshape(1, 1)
+    temp = temperature.reshape(logits.shape[:-2] + (1, 1))
     if tau is not None:
         if agree is None:
             raise ValueError('h_aug needs the early decoders\' agreement (agree) along with tau.')
-        shift = (agree.to(logits.dtype) @ tau.to(logits.dtype).unsqueeze(-1)).squeeze(-1)  # (R, M) or (M,)
-        temp = temp * (1. + shift).unsqueeze(-1)
+        temp = temp * (1. + agree.to(logits.dtype) @ tau.to(logits.dtype).unsqueeze(-1))  # (R, M, 1) or (M, 1)
     temp = temp.clamp_min(MIN_TEMPERATURE)
     return F.log_softmax(logits / temp, dim=-1)
 
@@ -75,42 +69,26 @@ def fit_calibration(logits: torch.Tensor, labels: torch.Tensor, agree: Optional[
     Batched: logits (R, M, K), labels (R, M), agree (R, M, L) fit R independent calibrators at once (each
     repeat's parameters only see their own mean NLL) and return lists.
     """
-    batched = logits.dim() == 3
     logits = logits.detach().double()
-    if not batched:
-        logits, labels = logits.unsqueeze(0), labels.unsqueeze(0)
-        agree = None if agree is None else agree.unsqueeze(0)
-    repeats = logits.shape[0]
+    repeats = logits.shape[:-2]  # () for one calibrator, (R,) batched
     temperature = torch.ones(repeats, dtype=torch.float64, requires_grad=True)
-    params = [temperature]
-    tau = None
-    if agree is not None:
-        agree = agree.detach().double()
-        tau = torch.zeros(repeats, agree.shape[-1], dtype=torch.float64, requires_grad=True)
-        params.append(tau)
-    opt = torch.optim.SGD(params, lr=lr)
+    tau = None if agree is None else torch.zeros(repeats + agree.shape[-1:], dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.SGD([temperature] if tau is None else [temperature, tau], lr=lr)
     for _ in range(iterations):
         opt.zero_grad()
         log_p = scaled_log_probs(logits, temperature, tau, agree)
-        nll = -log_p.gather(-1, labels.unsqueeze(-1)).squeeze(-1).mean(dim=1)  # (R,) mean NLL per repeat
+        nll = -log_p.gather(-1, labels.unsqueeze(-1)).squeeze(-1).mean(dim=-1)  # mean NLL per repeat
         nll.sum().backward()
         opt.step()
-    temps = temperature.detach().tolist()
-    taus = None if tau is None else tau.detach().tolist()
-    if batched:
-        return {'temperature': temps, 'tau': taus}
-    return {'temperature': temps[0], 'tau': None if taus is None else taus[0]}
+    return {'temperature': temperature.detach().tolist(), 'tau': None if tau is None else tau.detach().tolist()}
 
 
 def stratified_split(labels: np.ndarray, fraction: float, rng: np.random.Generator) -> Tuple[np.ndarray, np.ndarray]:
     """Random (fit, test) index split keeping `fraction` of every class in the fit part."""
-    fit, test = [], []
-    for c in np.unique(labels):
-        idx = rng.permutation(np.flatnonzero(labels == c))
-        n = int(round(fraction * len(idx)))
-        fit.append(idx[:n])
-        test.append(idx[n:])
-    return np.sort(np.concatenate(fit)), np.sort(np.concatenate(test))
+    perms = [rng.permutation(np.flatnonzero(labels == c)) for c in np.unique(labels)]
+    cuts = [int(round(fraction * len(p))) for p in perms]
+    return (np.sort(np.concatenate([p[:n] for p, n in zip(perms, cuts)])),
+            np.sort(np.concatenate([p[n:] for p, n in zip(perms, cuts)])))
 
 
 def calibration_experiment(
@@ -124,45 +102,37 @@ def calibration_experiment(
         iterations: int = 600,
         seed: int = 0,
 ) -> Dict[str, object]:
-    """Table 6: mean (ECE, MCE) of uncalibrated softmax, h_T and h_aug over `repeats` random stratified splits.
-
-    Args:
-        logits: (M, K) network outputs on a validation set.
-        labels: (M,) true classes.
-        decoder_preds: (L, M) early-decoder predictions.
-        fractions: Share of the set used to fit the calibrators (0.25 -> Table 6a, 0.5 -> Table 6b).
-    """
+    """Table 6: mean (ECE, MCE) of uncalibrated softmax, h_T and h_aug over `repeats` random stratified splits
+    of a validation set: logits (M, K), labels (M,), early-decoder predictions (L, M). `fractions`: the share that
+    fits the calibrators (0.25 -> Table 6a, 0.5 -> Table 6b)."""
     logits, labels = logits.double(), labels.long()
     agree = (decoder_preds == logits.argmax(dim=1).unsqueeze(0)).t().double()  # (M, L)
-    y = labels.numpy()
     out = {'num_bins': num_bins, 'repeats': repeats, 'lr': lr, 'iterations': iterations, 'splits': []}
     for frac in fractions:
         rng = np.random.default_rng(seed)
-        splits = [stratified_split(y, frac, rng) for _ in range(repeats)]
-        fit_idx = torch.from_numpy(np.stack([f for f, _ in splits]))  # (R, M_fit): equal sizes per class
+        splits = [stratified_split(labels.numpy(), frac, rng) for _ in range(repeats)]
+        fit_idx, test_idx = (torch.from_numpy(np.stack(part)) for part in zip(*splits))  # (R, M_part): equal sizes
         h_t = fit_calibration(logits[fit_idx], labels[fit_idx], None, lr, iterations)
         h_aug = fit_calibration(logits[fit_idx], labels[fit_idx], agree[fit_idx], lr, iterations)
-        runs = {'softmax': [], 'h_T': [], 'h_aug': []}
-        reliability = {}
-        for rep, (_, test_idx) in enumerate(splits):
-            test_idx = torch.from_numpy(test_idx)
-            z, lab, ag = logits[test_idx], labels[test_idx], agree[test_idx]
-            temp_t, temp_aug, tau = (torch.tensor(v[rep], dtype=torch.float64)
-                                     for v in (h_t['temperature'], h_aug['temperature'], h_aug['tau']))
-            log_probs = {'softmax': F.log_softmax(z, dim=1), 'h_T': scaled_log_probs(z, temp_t),
-                         'h_aug': scaled_log_probs(z, temp_aug, tau, ag)}
-            for name, lp in log_probs.items():
-                conf, pred = lp.exp().max(dim=1)
-                bins = reliability_bins(conf, pred == lab, num_bins)
-                runs[name].append(dict(zip(('ece', 'mce'), errors_from_bins(bins))))
-                if rep == 0:  # reliability diagram data of the first split
-                    reliability[name] = bins
-        summary = {name: {m: float(np.mean([r[m] for r in rs])) for m in ('ece', 'mce')} for name, rs in runs.items()}
+        z, lab = logits[test_idx], labels[test_idx]
+        t_t, t_aug, tau = (torch.tensor(v, dtype=torch.float64)
+                           for v in (h_t['temperature'], h_aug['temperature'], h_aug['tau']))
+        log_probs = {'softmax': F.log_softmax(z, dim=-1), 'h_T': scaled_log_probs(z, t_t),
+                     'h_aug': scaled_log_probs(z, t_aug, tau, agree[test_idx])}
+        summary, first = {}, {}
+        for name, lp in log_probs.items():
+            conf, pred = lp.exp().max(dim=-1)
+            bins = [reliability_bins(c, p == t, num_bins) for c, p, t in zip(conf, pred, lab)]
+            errors = np.array([errors_from_bins(b) for b in bins])  # (R, 2): ECE, MCE of every split
+            summary[name] = {'ece': float(np.mean(errors[:, 0])), 'mce': float(np.mean(errors[:, 1]))}
+            first[name] = bins[0]
+        # reliability diagram data: the first split of the first fraction
+        out.setdefault('reliability', {'fit_fraction': frac, 'bins': first, 'scores': {
+            n: dict(zip(('ece', 'mce'), errors_from_bins(b))) for n, b in first.items()}})
         out['splits'].append({
             'fit_fraction': frac, 'test_fraction': 1. - frac, 'mean': summary,
             'mean_temperature_T': float(np.mean(h_t['temperature'])),
             'mean_temperature_aug': float(np.mean(h_aug['temperature'])),
             'mean_tau': np.mean(np.asarray(h_aug['tau']), axis=0).tolist(),
-            'reliability_first_split': reliability,
         })
     return out

@@ -1,15 +1,11 @@
-""" The full analysis of a trained Coded ResNeXt and its report folder (report.md with PNG figures,
-results.json with every number, figures/*.json with the data behind every figure).
-
-`run_analysis` does the measuring (binary classifiers, early decoders, subNN removal, calibration) and
-returns plain Python values; `write_report` renders them. The CLI (`python -m timm_coded.analyze`) chains
-both after loading the model and data.
+""" The full analysis of a trained Coded ResNeXt: `run_analysis` measures (plain Python values), `write_report`
+renders them as a folder: report.md with PNG figures, results.json with every number, figures/*.json with the data
+behind every figure.
 """
 import datetime
 import json
 import os
 import platform
-import tempfile
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import numpy as np
@@ -21,19 +17,15 @@ from ..layers import unwrap
 from ..loss import early_decode
 from .bc_metrics import evaluate_scores
 from .binary import binary_classifier_cost, count_flops, count_parameters, extract_binary_classifier
-from .calibration import calibration_experiment, errors_from_bins
+from .calibration import calibration_experiment
 from .decoders import EarlyExit, agreement_table, decoder_accuracy
 from .removal import removal_curves
-from .subnns import active_subnns, check_class_index, coded_blocks
+from .subnns import active_subnns, coded_blocks
 
 __all__ = ['run_analysis', 'write_report', 'collect_outputs']
 
-BC_KINDS = {
-    'coded': 'extracted BC (Coded ResNeXt)',
-    'full_logit': 'full Coded ResNeXt, class logit',
-    'plain': 'same extraction from plain ResNeXt',
-    'plain_full_logit': 'full plain ResNeXt, class logit',
-}
+BC_KINDS = {'coded': 'extracted BC (Coded ResNeXt)', 'full_logit': 'full Coded ResNeXt, class logit',
+            'plain': 'same extraction from plain ResNeXt', 'plain_full_logit': 'full plain ResNeXt, class logit'}
 MAX_PANELS = 10  # output-distribution panels: the first 10 analysed classes, as the paper's Fig. 7
 EVAL_SETS = {'val': 'validation, all negatives', 'val_1to9': 'validation, 9 negatives per positive',
              'ood': 'validation positives vs OOD negatives'}
@@ -48,28 +40,15 @@ def collect_outputs(model: nn.Module, loader: Sequence, bcs: Optional[List[nn.Mo
     for x, y in loader:
         x = x.to(device, memory_format=memory_format)
         out['logits'].append(model(x).float().cpu())
-        out['targets'].append(torch.as_tensor(y))
+        out['targets'].append(torch.as_tensor(y).long())
         if decoders:
             out['decoder_preds'].append(torch.stack([s.argmax(dim=1) for s in early_decode(model)]).cpu())
-        if bcs:
-            out['bc'].append(_run_bcs(bcs, x).float().cpu())
-    res = {'targets': torch.cat(out['targets']).long(), 'logits': torch.cat(out['logits'])}
-    if decoders:
-        res['decoder_preds'] = torch.cat(out['decoder_preds'], dim=1)
-    if bcs:
-        res['bc'] = torch.cat(out['bc'])
-    return res
-
-
-def _run_bcs(bcs: List[nn.Module], x: torch.Tensor) -> torch.Tensor:
-    """(B, len(bcs)) outputs; the part before the first sliced block (identical in every BC of one model) runs
-    once."""
-    start = bcs[0].prefix_length()
-    if any(bc.prefix_length() != start for bc in bcs):
-        return torch.cat([bc(x) for bc in bcs], dim=1)
-    for m in bcs[0].sequence()[:start]:
-        x = m(x)
-    return torch.cat([bc.forward_from(x, start) for bc in bcs], dim=1)
+        if bcs:  # the part before the first sliced block (the same in every BC of a model) runs once
+            start = bcs[0].prefix_length()
+            for m in bcs[0].sequence()[:start]:
+                x = m(x)
+            out['bc'].append(torch.cat([bc.forward_from(x, start) for bc in bcs], dim=1).float().cpu())
+    return {k: torch.cat(v, dim=1 if k == 'decoder_preds' else 0) for k, v in out.items() if v}
 
 
 def _histogram(values: Dict[str, np.ndarray], bins: int = 40) -> Dict[str, Any]:
@@ -80,12 +59,8 @@ def _histogram(values: Dict[str, np.ndarray], bins: int = 40) -> Dict[str, Any]:
 
 
 def _mean_metrics(per_class: List[Dict], kind: str) -> Dict[str, Dict[str, float]]:
-    out = {}
-    for s in EVAL_SETS:
-        rows = [c[kind][s] for c in per_class if kind in c and s in c[kind]]
-        if rows:
-            out[s] = {m: float(np.mean([r[m] for r in rows])) for m in ('precision', 'recall', 'f1')}
-    return out
+    return {s: {m: float(np.mean([c[kind][s][m] for c in per_class])) for m in ('precision', 'recall', 'f1')}
+            for s in EVAL_SETS if s in per_class[0][kind]}
 
 
 def run_analysis(
@@ -109,18 +84,14 @@ def run_analysis(
 ) -> Dict[str, Any]:
     """Measure everything the report shows; returns {'results': ..., 'figures': ...} (plain Python values).
 
-    Args:
-        model: Trained Coded ResNeXt (eval mode, on `device`).
-        train_set / test_set: Training data (BC thresholds) and validation data (all metrics), eval transform.
-        ood_set: Optional out-of-distribution images (negatives for every BC).
-        baseline: Optional trained plain ResNeXt of the same architecture: BCs keeping the same codewords'
-            branches, and its class logits.
-        classes: Classes whose binary classifiers are extracted (default all).
-        channels_last: Run every network in channels_last (same results; several times faster on CPUs).
+    `model` is a trained Coded ResNeXt (eval mode, on `device`). BC thresholds come from `train_set`, every metric
+    from `test_set` (both with the eval transform); `ood_set` adds out-of-distribution negatives for every BC;
+    `baseline`, a trained plain ResNeXt of the same architecture, adds BCs keeping the same codewords' branches and
+    its class logits. `channels_last` gives the same results, several times faster on CPUs.
     """
     net = unwrap(model).eval()
     num_classes = int(net.num_classes)
-    classes = list(range(num_classes)) if classes is None else [check_class_index(net, int(c)) for c in classes]
+    classes = list(range(num_classes)) if classes is None else [int(c) for c in classes]  # checked by extraction
     names = list(class_names) if class_names is not None else [str(k) for k in range(num_classes)]
     block_names = [n for n, _ in coded_blocks(net)]  # clear error without coded blocks
     log(f'extracting {len(classes)} binary classifiers')
@@ -154,20 +125,16 @@ def run_analysis(
 
     # --- binary classifiers (§4.3)
     log('evaluating binary classifiers')
+    sources = [('coded', outs, 'bc'), ('full_logit', outs, 'logits')]
+    if baseline is not None:
+        sources += [('plain', plain_outs, 'bc'), ('plain_full_logit', plain_outs, 'logits')]
     per_class, panels = [], []
     for j, k in enumerate(classes):
-        def scores(o, kind):
-            return (o['bc'][:, j] if kind == 'bc' else o['logits'][:, k]).numpy()
-
         row: Dict[str, Any] = {'class': k, 'name': names[k]}
-        sources = [('coded', outs, 'bc'), ('full_logit', outs, 'logit')]
-        if baseline is not None:
-            sources += [('plain', plain_outs, 'bc'), ('plain_full_logit', plain_outs, 'logit')]
         for kind, o, what in sources:
-            row[kind] = evaluate_scores(
-                scores(o['train'], what), (o['train']['targets'] == k).numpy(),
-                scores(o['test'], what), (o['test']['targets'] == k).numpy(),
-                scores(o['ood'], what) if 'ood' in o else None, seed=seed + k)
+            sc = {split: o[split][what][:, j if what == 'bc' else k].numpy() for split in o}
+            row[kind] = evaluate_scores(sc['train'], (o['train']['targets'] == k).numpy(),
+                                        sc['test'], (o['test']['targets'] == k).numpy(), sc.get('ood'), seed=seed + k)
         per_class.append(row)
         pos = test['targets'] == k
         values = {'positives': test['bc'][pos, j].numpy(), 'negatives': test['bc'][~pos, j].numpy()}
@@ -175,11 +142,10 @@ def run_analysis(
             values['ood'] = outs['ood']['bc'][:, j].numpy()
         if len(panels) < MAX_PANELS:
             panels.append(dict(title=f'{k}: {names[k]}', threshold=row['coded']['threshold'], **_histogram(values)))
-    cost = binary_classifier_cost(net, bcs[0], input_size)
     results['binary_classifiers'] = {
         'classes': per_class,
         'mean': {kind: _mean_metrics(per_class, kind) for kind in BC_KINDS if kind in per_class[0]},
-        'cost': cost,
+        'cost': binary_classifier_cost(net, bcs[0], input_size),
         'kept_subnns_class0': active_subnns(net, classes[0]),
     }
     if baseline is not None:
@@ -195,37 +161,26 @@ def run_analysis(
     # --- early decoders (§4.4)
     log('early decoders and early-exit costs')
     full_flops = count_flops(net, input_size)
-    exits = []
-    for i, name in enumerate(block_names):
-        f = count_flops(EarlyExit(net, i), input_size)
-        exits.append({'block': name, 'flops': f, 'flop_share': f / full_flops})
+    flops = [count_flops(EarlyExit(net, i), input_size) for i in range(len(block_names))]
+    exits = [{'block': n, 'flops': f, 'flop_share': f / full_flops} for n, f in zip(block_names, flops)]
     dec_acc = decoder_accuracy(test['decoder_preds'], test['targets'])
-    results['early_decoders'] = {
-        'blocks': block_names, 'accuracy': dec_acc, 'final_accuracy': accuracy,
-        'agreement': agreement_table(test['decoder_preds'], final_pred, test['targets']),
-        'early_exit': exits, 'full_flops': full_flops,
-    }
     figures['early_decoders'] = {'blocks': block_names, 'accuracy': dec_acc, 'final_accuracy': accuracy}
+    results['early_decoders'] = dict(figures['early_decoders'], early_exit=exits, full_flops=full_flops,
+                                     agreement=agreement_table(test['decoder_preds'], final_pred, test['targets']))
 
     # --- subNN removal (§4.2)
     log('subNN removal curves')
     batches = [(x.to(memory_format=memory_format), y) for x, y in loaders['test']] if len(test_set) <= 20000 \
         else loaders['test']
-    curves = removal_curves(net, batches, list(removal_blocks) if removal_blocks else None, torch.device(device),
-                            seed)
-    results['removal'] = curves
-    figures['removal'] = {'curves': curves}
+    results['removal'] = removal_curves(net, batches, list(removal_blocks) if removal_blocks else None,
+                                        torch.device(device), seed)
+    figures['removal'] = {'curves': results['removal']}
 
     # --- calibration (Appendix C)
     log(f'calibration: {calibration_repeats} random splits per fraction')
     calib = calibration_experiment(test['logits'], test['targets'], test['decoder_preds'],
                                    fractions=calibration_fractions, repeats=calibration_repeats, seed=seed)
-    reliability = calib['splits'][0]['reliability_first_split']
-    figures['reliability'] = {'fit_fraction': calib['splits'][0]['fit_fraction'], 'bins': reliability,
-                              'scores': {n: dict(zip(('ece', 'mce'), errors_from_bins(b)))
-                                         for n, b in reliability.items()}}
-    for s in calib['splits']:
-        s.pop('reliability_first_split')
+    figures['reliability'] = calib.pop('reliability')
     results['calibration'] = calib
     return {'results': results, 'figures': figures}
 
@@ -273,8 +228,7 @@ def _markdown(r: Dict[str, Any], meta: Dict[str, Any]) -> str:
               '## Early decoders (§4.4)', '', 'Block l predicts the class whose codeword is nearest (L2) to r_l x its '
               'normalised subNN energies; early exit runs the network only up to that block.', '']
     lines += _table(('block', 'decoder accuracy (%)', 'early-exit FLOP share (%)'),
-                    [(n, _pct(a), _pct(e['flop_share'])) for n, a, e in zip(ed['blocks'], ed['accuracy'],
-                                                                            ed['early_exit'])]
+                    [(e['block'], _pct(a), _pct(e['flop_share'])) for a, e in zip(ed['accuracy'], ed['early_exit'])]
                     + [('full network', _pct(ed['final_accuracy']), '100.0')])
     lines += ['![Early-decoder accuracy](early_decoders.png)', '',
               'Accuracy of the final prediction given how many early decoders agree with it (Table 3):', '']
@@ -282,9 +236,9 @@ def _markdown(r: Dict[str, Any], meta: Dict[str, Any]) -> str:
                     [(row['agree'], row['count'], _pct(row['accuracy'])) for row in ed['agreement']])
     lines += ['## SubNN removal (§4.2)', '', 'k random subNNs of one block removed per sample, from the subNNs active '
               'for its class or from the inactive ones (accuracy %):', '']
-    lines += [f'- **{c["block"]}**: active removed ' + ', '.join(
-        f'k={k}: {_pct(a)}' for k, a in zip(c['k_active'], c['accuracy_active'])) + '; inactive removed ' + ', '.join(
-        f'k={k}: {_pct(a)}' for k, a in zip(c['k_inactive'], c['accuracy_inactive'])) for c in r['removal']]
+    ks = lambda c, mode: ', '.join(f'k={k}: {_pct(a)}' for k, a in zip(c[f'k_{mode}'], c[f'accuracy_{mode}']))  # noqa
+    lines += [f'- **{c["block"]}**: active removed {ks(c, "active")}; inactive removed {ks(c, "inactive")}'
+              for c in r['removal']]
     lines += ['', '![SubNN removal](removal.png)', '', '## Calibration (Appendix C)', '',
               f'h_T: temperature scaling (Eq. 10); h_aug: one extra tau per early decoder (Eq. 11). Fitted by gradient '
               f'descent (lr {cal["lr"]}, {cal["iterations"]} iterations) on a random stratified part of the validation '
@@ -301,32 +255,22 @@ def _markdown(r: Dict[str, Any], meta: Dict[str, Any]) -> str:
 
 
 def _atomic_write(path: str, text: str) -> None:
-    folder = os.path.dirname(path) or '.'
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix='.tmp-')
-    with os.fdopen(fd, 'w') as f:
+    with open(path + '.tmp', 'w') as f:
         f.write(text)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
+    os.replace(path + '.tmp', path)
 
 
 def write_report(analysis: Dict[str, Any], output_dir: str, meta: Optional[Dict[str, Any]] = None) -> str:
     """Write report.md, results.json, figures/*.json and the PNGs into `output_dir`; returns report.md's path."""
     from . import plots
-    meta = dict(meta or {})
-    meta.setdefault('date', datetime.datetime.now().isoformat(timespec='seconds'))
-    meta.setdefault('torch', torch.__version__)
-    meta.setdefault('host', platform.node())
+    meta = {'date': datetime.datetime.now().isoformat(timespec='seconds'), 'torch': torch.__version__,
+            'host': platform.node(), **(meta or {})}
     results, figures = analysis['results'], analysis['figures']
-    os.makedirs(os.path.join(output_dir, 'figures'), exist_ok=True)
-    for name, data in figures.items():
-        _atomic_write(os.path.join(output_dir, 'figures', f'{name}.json'), json.dumps(data, indent=1))
     out = lambda n: os.path.join(output_dir, n)  # noqa: E731
-    plots.plot_bc_distributions(figures['bc_distributions']['panels'], out('bc_distributions.png'))
-    plots.plot_precision_recall(figures['precision_recall']['panels'], out('precision_recall.png'))
-    fd = figures['early_decoders']
-    plots.plot_decoder_accuracy(fd['blocks'], fd['accuracy'], fd['final_accuracy'], out('early_decoders.png'))
-    plots.plot_removal(figures['removal']['curves'], out('removal.png'))
-    plots.plot_reliability(figures['reliability']['bins'], out('reliability.png'), figures['reliability']['scores'])
+    os.makedirs(out('figures'), exist_ok=True)
+    for name, data in figures.items():  # figures/NAME.json holds the keyword arguments of plots.plot_NAME
+        _atomic_write(out(f'figures/{name}.json'), json.dumps(data, indent=1))
+        getattr(plots, f'plot_{name}')(out(f'{name}.png'), **data)
     _atomic_write(out('results.json'), json.dumps({'meta': meta, **results}, indent=1, default=str))
     _atomic_write(out('report.md'), _markdown(results, meta))
     return out('report.md')
