@@ -20,12 +20,12 @@ import torch
 import torch.nn as nn
 from huggingface_hub import hf_hub_download
 from timm.models import push_to_hf_hub, save_for_hf
-from timm.models.resnet import Bottleneck
+from timm.models.resnet import Bottleneck, ResNet
 from torch.utils.flop_counter import FlopCounterMode
 
 from ..checkpoint import read_checkpoint
 from ..layers import subnn_energies, unwrap
-from ..models import CodedBottleneck
+from ..models import CodedBottleneck, CodedResNeXt
 from .subnns import active_subnns, check_class_index, grouped_blocks, residual_blocks
 
 __all__ = ['BinaryBottleneck', 'BinaryClassifier', 'extract_binary_classifier', 'count_parameters', 'count_flops',
@@ -35,26 +35,15 @@ CONFIG_KEY = 'binary_classifier'
 WEIGHTS = 'model.safetensors'
 
 
-def _channels(keep: Sequence[int], width: int) -> torch.Tensor:
-    """Channel indices of the kept subNNs (group n spans channels n*width .. (n+1)*width - 1)."""
-    return torch.cat([torch.arange(n * width, (n + 1) * width) for n in keep])
-
-
-def _slice_conv(conv: nn.Conv2d, out_idx: Optional[torch.Tensor], in_idx: Optional[torch.Tensor],
-                groups: int) -> nn.Conv2d:
-    """A new conv holding the selected output / input channels of `conv`."""
-    w = conv.weight.detach()
-    if out_idx is not None:
-        w = w.index_select(0, out_idx.to(w.device))
-    if in_idx is not None:
-        w = w.index_select(1, in_idx.to(w.device))
+def _slice_conv(conv: nn.Conv2d, idx: torch.Tensor, dim: int, groups: int) -> nn.Conv2d:
+    """A new conv holding channels `idx` of `conv`: output channels for dim 0, input channels for dim 1."""
+    w = conv.weight.detach().index_select(dim, idx.to(conv.weight.device))
     new = nn.Conv2d(w.shape[1] * groups, w.shape[0], conv.kernel_size, conv.stride, conv.padding, conv.dilation,
                     groups, conv.bias is not None, conv.padding_mode, device=w.device, dtype=w.dtype)
     with torch.no_grad():
         new.weight.copy_(w)
         if conv.bias is not None:
-            b = conv.bias.detach()
-            new.bias.copy_(b.index_select(0, out_idx.to(b.device)) if out_idx is not None else b)
+            new.bias.copy_(conv.bias[idx.to(conv.bias.device)] if dim == 0 else conv.bias)
     return new
 
 
@@ -71,11 +60,8 @@ def _slice_bn(bn: nn.Module, idx: torch.Tensor) -> nn.BatchNorm2d:
 
 
 class BinaryBottleneck(nn.Module):
-    """A ResNeXt bottleneck that keeps `num_kept` of its N subNNs (conv1 -> grouped conv2 -> conv3 sliced).
-
-    With `normalise` (a coded block) the kept features are scaled by rsqrt(E_avg), E_avg = sum of the kept
-    energies / N (the removed subNNs have zero energy); a plain ResNeXt block is only sliced.
-    """
+    """A ResNeXt bottleneck keeping `num_kept` of its N subNNs (conv1, grouped conv2, conv3 sliced); a coded block
+    (`normalise`) scales them by rsqrt(E_avg), E_avg = sum of the kept energies / N, a plain one is only sliced."""
 
     def __init__(self, block: Bottleneck, keep: Sequence[int]):
         super().__init__()
@@ -83,19 +69,16 @@ class BinaryBottleneck(nn.Module):
         if not isinstance(block.aa, nn.Identity):
             raise NotImplementedError('Binary-classifier extraction does not support anti-aliased blocks (aa_layer).')
         keep = sorted(set(int(k) for k in keep))
-        if not keep or not 0 <= keep[0] <= keep[-1] < num_subnns:
-            raise ValueError(f'Kept subNNs {keep} must be a non-empty subset of 0..{num_subnns - 1}.')
-        width = block.conv2.out_channels // num_subnns
-        idx = _channels(keep, width)
+        idx = torch.arange(block.conv2.out_channels).view(num_subnns, -1)[keep].flatten()  # kept groups' channels
         self.num_subnns = num_subnns
         self.num_kept = len(keep)
         self.normalise = isinstance(block, CodedBottleneck)
         self.energy_eps = float(getattr(block, 'energy_eps', 1e-6))
-        self.conv1 = _slice_conv(block.conv1, idx, None, 1)
+        self.conv1 = _slice_conv(block.conv1, idx, 0, 1)
         self.bn1 = _slice_bn(block.bn1, idx)
-        self.conv2 = _slice_conv(block.conv2, idx, None, len(keep))
+        self.conv2 = _slice_conv(block.conv2, idx, 0, len(keep))
         self.bn2 = _slice_bn(block.bn2, idx)
-        self.conv3 = _slice_conv(block.conv3, None, idx, 1)
+        self.conv3 = _slice_conv(block.conv3, idx, 1, 1)
         for name in ('act1', 'drop_block', 'act2', 'bn3', 'se', 'act3', 'downsample', 'drop_path'):
             setattr(self, name, copy.deepcopy(getattr(block, name)))
 
@@ -122,10 +105,7 @@ class BinaryBottleneck(nn.Module):
 
 
 class BinaryClassifier(nn.Module):
-    """One class's binary classifier extracted from a Coded ResNeXt: (B, C, H, W) -> (B, 1) logit.
-
-    Built by `extract_binary_classifier`; parameter names are the full model's, fc has one row.
-    """
+    """One class's binary classifier cut from a Coded ResNeXt by `extract_binary_classifier`: (B, C, H, W) -> (B, 1)."""
 
     def __init__(self, model: nn.Module, class_index: int, keep: Mapping[str, Sequence[int]]):
         super().__init__()
@@ -142,7 +122,7 @@ class BinaryClassifier(nn.Module):
         self.source_model_args = {k: v for k, v in getattr(net, '_model_args', {}).items() if k != 'codebooks'}
         self.pretrained_cfg = dict(getattr(net, 'pretrained_cfg', {}), num_classes=1)
         self.pretrained_cfg.pop('label_names', None)
-        for name in ('conv1', 'bn1', 'act1', 'maxpool'):
+        for name in ('conv1', 'bn1', 'act1', 'maxpool', 'global_pool'):
             self.add_module(name, copy.deepcopy(getattr(net, name)))
         stages: Dict[str, List[nn.Module]] = {}
         for name, b in residual_blocks(net):
@@ -150,25 +130,17 @@ class BinaryClassifier(nn.Module):
                 BinaryBottleneck(b, self.kept_subnns[name]) if name in self.kept_subnns else copy.deepcopy(b))
         for i, blocks in enumerate(stages.values()):
             self.add_module(f'layer{i + 1}', nn.Sequential(*blocks))
-        self.global_pool = copy.deepcopy(net.global_pool)
+        self.grad_checkpointing = False
+        self.drop_rate = 0.  # no dropout before the fc row
         self.fc = nn.Linear(net.fc.in_features, 1, bias=net.fc.bias is not None,
                             device=net.fc.weight.device, dtype=net.fc.weight.dtype)
         self.fc.load_state_dict({k: v[self.class_index:self.class_index + 1] for k, v in net.fc.state_dict().items()})
         self.eval()
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.maxpool(self.act1(self.bn1(self.conv1(x))))
-        x = self.layer1(x)
-        if hasattr(self, 'layer2'):  # hasattr on a module is static under TorchScript
-            x = self.layer2(x)
-        if hasattr(self, 'layer3'):
-            x = self.layer3(x)
-        if hasattr(self, 'layer4'):
-            x = self.layer4(x)
-        return x
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.global_pool(self.forward_features(x)))
+    # the source model's forward: stem, 1-4 stages (TorchScript-safe), global pool, fc
+    forward_features = CodedResNeXt.forward_features
+    forward_head = ResNet.forward_head
+    forward = ResNet.forward
 
     @torch.jit.ignore
     def sequence(self) -> List[nn.Module]:
@@ -187,13 +159,7 @@ class BinaryClassifier(nn.Module):
         """Forward from the output of `sequence()[:start]`; `forward_from(prefix(x), p) == forward(x)`."""
         for m in self.sequence()[start:]:
             x = m(x)
-        return self.fc(self.global_pool(x))
-
-    @torch.jit.ignore
-    def config(self) -> Dict[str, Any]:
-        """What rebuilds this classifier from its source architecture (stored in config.json by `save_...`)."""
-        return {'source_architecture': self.source_architecture, 'source_model_args': self.source_model_args,
-                'class_index': self.class_index, 'kept_subnns': self.kept_subnns}
+        return self.forward_head(x)
 
 
 def extract_binary_classifier(
@@ -203,11 +169,8 @@ def extract_binary_classifier(
 ) -> BinaryClassifier:
     """The binary classifier of class `class_index`: only that class's active subNNs, one fc row, (B, 1) output.
 
-    Args:
-        model: A trained Coded ResNeXt (possibly wrapped), or a plain ResNeXt together with `active`.
-        class_index: The class k, 0 <= k < num_classes.
-        active: {block name: subNN indices to keep}; default the codewords of `model` for class k. Pass
-            `active_subnns(coded_model, k)` to extract the same branches from a plain ResNeXt (the §4.3 baseline).
+    `active` ({block name: subNN indices to keep}) defaults to the codewords of `model` for the class; pass
+    `active_subnns(coded_model, k)` to cut the same branches from a plain ResNeXt (the §4.3 baseline).
     """
     net = unwrap(model)
     blocks = dict(grouped_blocks(net))
@@ -223,8 +186,9 @@ def extract_binary_classifier(
                          f'the model and the codewords come from different architectures.')
     for name, keep in active.items():
         n = blocks[name].conv2.groups
-        if any(not 0 <= int(i) < n for i in keep):
-            raise ValueError(f'Block {name} has {n} subNNs; cannot keep {list(keep)}.')
+        if not keep or any(not 0 <= int(i) < n for i in keep):
+            raise ValueError(f'Block {name} has {n} subNNs; cannot keep {list(keep)} (keep a non-empty subset of '
+                             f'0..{n - 1}).')
     return BinaryClassifier(net, class_index, active)
 
 
@@ -259,29 +223,26 @@ def binary_classifier_cost(model: nn.Module, bc: nn.Module, input_size: Sequence
             'input_size': list(input_size)}
 
 
+def _hub_config(bc: BinaryClassifier, source_model_args: Optional[Dict[str, Any]], label_name: Optional[str]) -> Dict:
+    """config.json's 'binary_classifier' entry: the source architecture, its model_args (default: those timm's
+    factory recorded), the class and the kept subNNs, which is what `load_binary_classifier` rebuilds `bc` from."""
+    args = bc.source_model_args if source_model_args is None else source_model_args
+    return {CONFIG_KEY: {'source_architecture': bc.source_architecture, 'source_model_args': args,
+                         'class_index': bc.class_index, 'kept_subnns': bc.kept_subnns, 'label_name': label_name}}
+
+
 def save_binary_classifier(bc: BinaryClassifier, directory: str, source_model_args: Optional[Dict[str, Any]] = None,
                            label_name: Optional[str] = None) -> str:
-    """Write `bc` as a Hugging Face folder (model.safetensors + config.json) with timm's `save_for_hf`.
-
-    config.json's 'binary_classifier' entry holds the source architecture, its model_args (default: those timm's
-    factory recorded), the class and the kept subNNs, which is what `load_binary_classifier` rebuilds the
-    module from.
-    """
-    extra = dict(bc.config(), label_name=label_name)
-    if source_model_args is not None:
-        extra['source_model_args'] = source_model_args
-    save_for_hf(bc, directory, model_config={CONFIG_KEY: extra}, safe_serialization=True)
+    """Write `bc` as a Hugging Face folder (model.safetensors + config.json) with timm's `save_for_hf`."""
+    save_for_hf(bc, directory, model_config=_hub_config(bc, source_model_args, label_name), safe_serialization=True)
     return directory
 
 
 def push_binary_classifier(bc: BinaryClassifier, repo_id: str, source_model_args: Optional[Dict[str, Any]] = None,
                            label_name: Optional[str] = None, **kwargs) -> str:
     """Upload `bc` to the Hugging Face Hub with timm's `push_to_hf_hub` (same files as `save_binary_classifier`)."""
-    extra = dict(bc.config(), label_name=label_name)
-    if source_model_args is not None:
-        extra['source_model_args'] = source_model_args
     kwargs.setdefault('safe_serialization', True)
-    return push_to_hf_hub(bc, repo_id, model_config={CONFIG_KEY: extra}, **kwargs)
+    return push_to_hf_hub(bc, repo_id, model_config=_hub_config(bc, source_model_args, label_name), **kwargs)
 
 
 def load_binary_classifier(path: str) -> BinaryClassifier:
