@@ -1,9 +1,7 @@
 """ Early decoders (§4.4): per-block accuracy, Table 3 agreement, and early-exit inference.
 
 Every coded block l predicts argmin_k ||r_l E(t̄) - w_{l,k}||_2 from its normalised subNN energies
-(`timm_coded.early_decode`). `EarlyExit` runs a model only up to one coded block — stem, the blocks before
-it, and that block's layers up to its energies — and returns that decoder's scores: nothing after block l
-is computed (not even block l's expand conv).
+(`timm_coded.early_decode`); `EarlyExit` computes nothing after block l's energies (not even its expand conv).
 """
 from typing import Dict, List, Union
 
@@ -29,36 +27,27 @@ def block_energies(block: CodedBottleneck, x: torch.Tensor) -> torch.Tensor:
 class EarlyExit(nn.Module):
     """A Coded ResNeXt cut after one coded block: (B, C, H, W) -> (B, K) scores of that block's early decoder.
 
-    Shares its modules (and weights) with the model it is built from.
-
-    Args:
-        model: A Coded ResNeXt (possibly wrapped).
-        block: Index into the coded blocks in depth order (negative counts from the end) or a block name
-            such as 'layer3.0'.
+    `block` is an index into the coded blocks (negative counts from the end) or a name such as 'layer3.0'. The
+    modules (and weights) are the model's own.
     """
 
     def __init__(self, model: nn.Module, block: Union[int, str]):
         super().__init__()
         net = unwrap(model)
-        items = coded_blocks(net)
-        names = [n for n, _ in items]
-        if isinstance(block, str):
-            if block not in names:
-                raise ValueError(f'{block!r} is not a coded block; coded blocks are {names}.')
-            index = names.index(block)
-        else:
-            if not -len(items) <= block < len(items):
-                raise ValueError(f'Early-exit block index {block} out of range: the model has {len(items)} coded '
-                                 f'blocks {names}.')
-            index = block % len(items)
-        self.block_name, exit_block = items[index]
-        self.decoder_index = index
+        names = [n for n, _ in coded_blocks(net)]
+        if isinstance(block, str) and block not in names:
+            raise ValueError(f'{block!r} is not a coded block; coded blocks are {names}.')
+        if not isinstance(block, str) and not -len(names) <= block < len(names):
+            raise ValueError(f'Early-exit block index {block} out of range: the model has {len(names)} coded '
+                             f'blocks {names}.')
+        self.decoder_index = names.index(block) if isinstance(block, str) else block % len(names)
+        self.block_name = names[self.decoder_index]
         self.stem = nn.Sequential(net.conv1, net.bn1, net.act1, net.maxpool)
-        names = [n for n, _ in residual_blocks(net)]
-        self.blocks = nn.Sequential(*[b for _, b in residual_blocks(net)[:names.index(self.block_name)]])
-        self.exit_block = exit_block
-        self.ratio = float(exit_block.coding_ratio)
-        self.register_buffer('codebook', get_codebooks(net).get(exit_block.coding_key).clone(), persistent=False)
+        blocks = dict(residual_blocks(net))
+        self.blocks = nn.Sequential(*list(blocks.values())[:list(blocks).index(self.block_name)])
+        self.exit_block = blocks[self.block_name]
+        self.ratio = float(self.exit_block.coding_ratio)
+        self.register_buffer('codebook', get_codebooks(net).get(self.exit_block.coding_key).clone(), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.blocks(self.stem(x))

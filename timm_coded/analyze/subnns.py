@@ -15,7 +15,7 @@ from timm.models.resnet import Bottleneck
 from ..layers import CodedBlock, get_codebooks, named_coded_blocks, unwrap
 from ..layers.subnn_coding import _scale_groups
 
-__all__ = ['residual_blocks', 'grouped_blocks', 'forward_stem', 'coded_blocks', 'check_class_index',
+__all__ = ['residual_blocks', 'grouped_blocks', 'coded_blocks', 'check_class_index',
            'active_subnns', 'codeword_masks', 'remove_subnns']
 
 SubNNMask = Union[torch.Tensor, List[int]]
@@ -23,19 +23,13 @@ SubNNMask = Union[torch.Tensor, List[int]]
 
 def residual_blocks(net: nn.Module) -> List[Tuple[str, nn.Module]]:
     """(name, block) of every residual block of a (Coded) ResNeXt's stages, in depth order."""
-    stages = getattr(net, 'stage_names', None) or [n for n in ('layer1', 'layer2', 'layer3', 'layer4') if
-                                                   hasattr(net, n)]
+    stages = getattr(net, 'stage_names', None) or [f'layer{i}' for i in range(1, 5) if hasattr(net, f'layer{i}')]
     return [(f'{stage}.{i}', block) for stage in stages for i, block in enumerate(getattr(net, stage))]
 
 
 def grouped_blocks(net: nn.Module) -> List[Tuple[str, Bottleneck]]:
     """(name, block) of every bottleneck whose conv2 is grouped (has subNNs), in depth order."""
     return [(n, b) for n, b in residual_blocks(net) if isinstance(b, Bottleneck) and b.conv2.groups > 1]
-
-
-def forward_stem(net: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """The stem of a (Coded) ResNeXt: conv1, bn1, act1, maxpool."""
-    return net.maxpool(net.act1(net.bn1(net.conv1(x))))
 
 
 def coded_blocks(model: nn.Module) -> List[Tuple[str, CodedBlock]]:
@@ -88,40 +82,31 @@ def _as_mask(spec: SubNNMask, num_subnns: int, name: str) -> torch.Tensor:
     idx = [int(i) for i in spec]
     if any(not 0 <= i < num_subnns for i in idx):
         raise ValueError(f'SubNN indices {idx} for block {name} are out of range 0..{num_subnns - 1}.')
-    mask = torch.zeros(num_subnns)
-    mask[idx] = 1.
-    return mask
+    return torch.zeros(num_subnns).index_fill_(0, torch.tensor(idx, dtype=torch.long), 1.)
+
+
+def _zero_hook(mask: torch.Tensor):
+    def hook(module: nn.Module, args, output: torch.Tensor) -> torch.Tensor:
+        if mask.dim() == 2 and mask.shape[0] != output.shape[0]:
+            raise ValueError(f'Per-sample subNN mask has {mask.shape[0]} rows but the batch has {output.shape[0]} '
+                             f'samples.')
+        return _scale_groups(output, mask.to(output.device, output.dtype).expand(output.shape[0], -1))
+    return hook
 
 
 @contextlib.contextmanager
 def remove_subnns(model: nn.Module, keep: Mapping[str, SubNNMask]) -> Iterator[nn.Module]:
-    """Run `model` with subNNs removed: inside the context, block `name` keeps only the subNNs of `keep[name]`.
-
-    Args:
-        model: A Coded ResNeXt or ResNeXt (possibly wrapped).
-        keep: {block name ('layer3.0'): keep-mask}: a list of subNN indices, an (N,) 0/1 tensor, or a (B, N)
-            tensor with one mask per sample of the next forward pass.
-    """
+    """Run a (Coded) ResNeXt with subNNs removed: inside the context, block `name` ('layer3.0') keeps only the
+    subNNs of `keep[name]`: a list of subNN indices, an (N,) 0/1 tensor, or a (B, N) tensor (one row per sample)."""
     blocks = dict(grouped_blocks(unwrap(model)))
     handles = []
     try:
         for name, spec in keep.items():
             if name not in blocks:
                 raise ValueError(f'No block with subNNs named {name!r}; blocks are {list(blocks)}.')
-            groups = blocks[name].conv2.groups
-            handles.append(blocks[name].aa.register_forward_hook(_zero_hook(_as_mask(spec, groups, name), groups)))
+            mask = _as_mask(spec, blocks[name].conv2.groups, name)
+            handles.append(blocks[name].aa.register_forward_hook(_zero_hook(mask)))
         yield model
     finally:
         for h in handles:
             h.remove()
-
-
-def _zero_hook(mask: torch.Tensor, num_subnns: int):
-    def hook(module: nn.Module, args, output: torch.Tensor) -> torch.Tensor:
-        b = output.shape[0]
-        m = mask.to(output.device, output.dtype)
-        m = m.expand(b, num_subnns) if m.dim() == 1 else m
-        if m.shape[0] != b:
-            raise ValueError(f'Per-sample subNN mask has {m.shape[0]} rows but the batch has {b} samples.')
-        return _scale_groups(output, m)
-    return hook
