@@ -17,13 +17,3 @@ from .decoders import EarlyExit, agreement_table, block_energies, decoder_accura
 from .removal import removal_curves, removal_masks
 from .report import collect_outputs, run_analysis, write_report
 from .subnns import active_subnns, codeword_masks, remove_subnns
-
-__all__ = [
-    'extract_binary_classifier', 'BinaryClassifier', 'BinaryBottleneck', 'binary_classifier_cost', 'count_flops',
-    'count_parameters', 'save_binary_classifier', 'load_binary_classifier', 'push_binary_classifier',
-    'best_f1_threshold', 'binary_metrics', 'evaluate_scores', 'subsample_negatives',
-    'EarlyExit', 'agreement_table', 'block_energies', 'decoder_accuracy',
-    'removal_curves', 'removal_masks', 'active_subnns', 'codeword_masks', 'remove_subnns',
-    'calibration_errors', 'calibration_experiment', 'errors_from_bins', 'fit_calibration', 'reliability_bins',
-    'scaled_log_probs', 'stratified_split', 'collect_outputs', 'run_analysis', 'write_report',
-]

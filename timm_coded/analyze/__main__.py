@@ -38,8 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument('--train-split', default='train')
     g.add_argument('--val-split', default='validation')
     g.add_argument('--ood-dataset', default=None,
-                   help="out-of-distribution negatives: 'digits' (default for fashion_mnist), a timm dataset name, "
-                        "or 'none'")
+                   help="out-of-distribution negatives: 'digits' (default for fashion_mnist), a timm dataset or 'none'")
     g.add_argument('--ood-data-dir', default=None)
     g.add_argument('--ood-split', default='validation')
     g.add_argument('--train-samples', type=int, default=5000,
@@ -54,8 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument('--interpolation', default=None)
     g = p.add_argument_group('analysis')
     g.add_argument('--classes', type=int, nargs='+', default=None, help='classes whose BCs are analysed (default all)')
-    g.add_argument('--removal-blocks', nargs='+', default=None,
-                   help='coded blocks for the removal curves (default all)')
+    g.add_argument('--removal-blocks', nargs='+', help='coded blocks for the removal curves (default all)')
     g.add_argument('--calibration-repeats', type=int, default=10,
                    help='random stratified splits per split ratio (the paper uses 41)')
     g.add_argument('--seed', type=int, default=0)
@@ -73,44 +71,35 @@ def _class_names(ds, num_classes: int) -> List[str]:
         [str(k) for k in range(num_classes)]
 
 
-def _logger():
-    start = time.time()
-    return lambda m: print(f'[analyze {time.time() - start:6.1f}s] {m}', file=sys.stderr, flush=True)
-
-
 def main(argv: Optional[List[str]] = None) -> str:
     args = build_parser().parse_args(argv)
     model, train_args, _ = model_from_checkpoint(args.checkpoint, args.model, args.model_kwargs, args.use_ema)
     model.to(args.device)
-    overrides = {'input_size': args.input_size, 'mean': args.mean, 'std': args.std, 'crop_pct': args.crop_pct,
-                 'interpolation': args.interpolation}
+    overrides = {k: getattr(args, k) for k in ('input_size', 'mean', 'std', 'crop_pct', 'interpolation')}
     data_config = resolve_eval_config(model, train_args, overrides)
-    in_chans = int(data_config['input_size'][0])
     if args.baseline_model and not args.baseline_checkpoint:
         raise SystemExit('error: --baseline-model needs --baseline-checkpoint (the trained plain ResNeXt).')
     baseline = None if not args.baseline_checkpoint else model_from_checkpoint(
         args.baseline_checkpoint, args.baseline_model, args.baseline_model_kwargs, args.use_ema)[0].to(args.device)
+    in_chans = int(data_config['input_size'][0])
+
     def load(name, split, root, samples):
         return subsample(build_dataset(name, split, root, data_config, in_chans), samples, args.seed)
     train_set = load(args.dataset, args.train_split, args.data_dir, args.train_samples)
     test_set = load(args.dataset, args.val_split, args.data_dir, args.max_samples)
-    ood_name = args.ood_dataset
-    if ood_name is None and args.dataset.lower() in FASHION_MNIST_NAMES:
-        ood_name = 'digits'
-    use_ood = ood_name and ood_name.lower() != 'none'
-    ood_set = load(ood_name, args.ood_split, args.ood_data_dir, args.max_samples) if use_ood else None
-    num_classes = int(model.num_classes)
+    ood_name = args.ood_dataset or ('digits' if args.dataset.lower() in FASHION_MNIST_NAMES else 'none')
+    ood_set = None if ood_name.lower() == 'none' else load(ood_name, args.ood_split, args.ood_data_dir,
+                                                           args.max_samples)
+    start = time.time()
     analysis = run_analysis(
         model, train_set, test_set, ood_set, baseline=baseline, classes=args.classes,
-        class_names=_class_names(getattr(test_set, 'dataset', test_set), num_classes),
+        class_names=_class_names(getattr(test_set, 'dataset', test_set), int(model.num_classes)),
         input_size=data_config['input_size'], batch_size=args.batch_size, workers=args.workers,
         device=args.device, removal_blocks=args.removal_blocks, calibration_repeats=args.calibration_repeats,
-        seed=args.seed, log=_logger())
+        seed=args.seed, log=lambda m: print(f'[analyze {time.time() - start:6.1f}s] {m}', file=sys.stderr, flush=True))
     meta = {'model': model.pretrained_cfg.get('architecture', args.model), 'checkpoint': args.checkpoint,
-            'dataset': args.dataset,
-            'ood_dataset': ood_name if ood_set is not None else None,
-            'baseline': args.baseline_checkpoint,
-            'data_config': dict(data_config), 'device': args.device,
+            'dataset': args.dataset, 'ood_dataset': ood_name if ood_set is not None else None,
+            'baseline': args.baseline_checkpoint, 'data_config': dict(data_config), 'device': args.device,
             'command': 'python -m timm_coded.analyze ' + ' '.join(shlex.quote(a) for a in (argv or sys.argv[1:]))}
     path = write_report(analysis, args.output, meta)
     print(path)

@@ -18,10 +18,9 @@ def best_f1_threshold(scores: np.ndarray, positive: np.ndarray) -> float:
                          f'{len(positive)} samples. Use more training samples (--max-samples) for this class.')
     order = np.argsort(-scores, kind='stable')
     s, p = scores[order], positive[order]
-    tp = np.cumsum(p)
-    fp = np.cumsum(~p)
+    tp = np.cumsum(p)  # cutting after sample i predicts i + 1 positives
     last = np.r_[s[1:] != s[:-1], True]  # end of each run of equal scores: a valid cut
-    f1 = np.where(last, 2 * tp / (tp + fp + num_pos), -1.)
+    f1 = np.where(last, 2 * tp / (np.arange(1, len(p) + 1) + num_pos), -1.)
     i = int(np.argmax(f1))
     return float(s[i] if i + 1 == len(s) else (s[i] + s[i + 1]) / 2)
 
@@ -59,10 +58,8 @@ def evaluate_scores(
         per_positive: int = 9,
         seed: int = 0,
 ) -> Dict[str, Dict[str, float]]:
-    """Threshold from training scores; metrics on validation (all negatives, 9:1 negatives) and on OOD negatives.
-
-    With OOD data the positives are the validation positives and the negatives the OOD samples (Fig. 2b).
-    """
+    """Threshold from training scores; metrics on validation (all negatives, 9:1 negatives) and, with OOD scores,
+    on the validation positives against the OOD samples as negatives (Fig. 2b)."""
     threshold = best_f1_threshold(train_scores, train_positive)
     val_positive = np.asarray(val_positive, dtype=bool)
     out = {'threshold': threshold,
@@ -72,7 +69,6 @@ def evaluate_scores(
     out[f'val_1to{per_positive}'] = binary_metrics(val_scores[keep], val_positive[keep], threshold)
     if ood_scores is not None:
         pos_scores = val_scores[val_positive]
-        scores = np.concatenate([pos_scores, ood_scores])
-        labels = np.r_[np.ones(len(pos_scores), dtype=bool), np.zeros(len(ood_scores), dtype=bool)]
-        out['ood'] = binary_metrics(scores, labels, threshold)
+        labels = np.arange(len(pos_scores) + len(ood_scores)) < len(pos_scores)
+        out['ood'] = binary_metrics(np.concatenate([pos_scores, ood_scores]), labels, threshold)
     return out

@@ -1,9 +1,6 @@
-""" The data an analysis needs: the preprocessing the model was trained with, and the datasets (Fashion-MNIST,
+""" The data an analysis needs: the eval transform the model was trained with (timm's `resolve_data_config` on
+the train.py args a `CheckpointSaver` stores, else the model's `pretrained_cfg`) and the datasets (Fashion-MNIST,
 an out-of-distribution set, or any timm dataset / image folder).
-
-Preprocessing follows training: `timm.data.resolve_data_config` reads the input size, mean / std, crop and
-interpolation from the `args` a timm `CheckpointSaver` stores in the checkpoint (train.py's flags), falling
-back to the model's `pretrained_cfg`; `timm.data.create_transform` builds the eval transform from them.
 """
 import warnings
 from typing import Any, Dict, Optional
@@ -37,7 +34,7 @@ def resolve_eval_config(model: nn.Module, train_args: Optional[Dict[str, Any]] =
     args.update({k: v for k, v in (overrides or {}).items() if v is not None})
     in_chans = int(getattr(model, 'in_chans', 3))
     args['in_chans'] = in_chans
-    if args.get('input_size') is not None:
+    if 'input_size' in args:
         args['input_size'] = (in_chans, *tuple(args['input_size'])[-2:])
     cfg = resolve_data_config(args, model=model)
     cfg['input_size'] = (in_chans, *cfg['input_size'][-2:])
@@ -54,10 +51,7 @@ def resolve_eval_config(model: nn.Module, train_args: Optional[Dict[str, Any]] =
 
 class DigitsOOD(torch.utils.data.Dataset):
     """Out-of-distribution set for Fashion-MNIST: the 1,797 real handwritten digits (UCI ML optical recognition
-    of handwritten digits) that scikit-learn ships, 8x8 grey levels 0..16 resized to 28x28 like MNIST.
-
-    Targets are -1 (no class of the model).
-    """
+    of handwritten digits) that scikit-learn ships, 8x8 grey levels 0..16 resized to 28x28 like MNIST; target -1."""
 
     def __init__(self, transform=None, in_chans: int = 3, size: int = 28):
         try:
@@ -65,35 +59,25 @@ class DigitsOOD(torch.utils.data.Dataset):
         except ImportError as e:
             raise ImportError('The digits OOD set needs scikit-learn: pip install "timm-coded[plots]" '
                               '(or pip install scikit-learn).') from e
-        digits = load_digits().images  # (1797, 8, 8) float 0..16
-        small = (digits * (255. / 16.)).round().astype(np.uint8)
-        self.images = np.stack([np.asarray(Image.fromarray(im, 'L').resize((size, size), Image.BILINEAR))
-                                for im in small])
+        small = (load_digits().images * (255. / 16.)).round().astype(np.uint8)  # (1797, 8, 8) from 0..16
+        mode = 'RGB' if in_chans == 3 else 'L'
+        self.images = [Image.fromarray(im, 'L').resize((size, size), Image.BILINEAR).convert(mode) for im in small]
         self.transform = transform
-        self.in_chans = in_chans
         self.targets = np.full(len(self.images), -1, dtype=np.int64)
 
     def __len__(self) -> int:
         return len(self.images)
 
     def __getitem__(self, index: int):
-        img = Image.fromarray(self.images[index], 'L')
-        if self.in_chans == 3:
-            img = img.convert('RGB')
-        if self.transform is not None:
-            img = self.transform(img)
-        return img, -1
+        img = self.images[index]
+        return (img if self.transform is None else self.transform(img)), -1
 
 
 def build_dataset(name: str, split: str, data_dir: Optional[str] = None, data_config: Optional[Dict] = None,
                   in_chans: int = 3) -> torch.utils.data.Dataset:
-    """A dataset with the eval transform of `data_config`.
-
-    Args:
-        name: 'fashion_mnist' (Debian's dataset-fashion-mnist or --data-dir), 'digits' (OOD, scikit-learn), or
-            any timm `create_dataset` name: '' / 'folder' for an ImageFolder tree under data_dir
-            (train/ and validation/ or val/), 'torch/cifar100', 'hfds/...'.
-        split: 'train' or 'validation'.
+    """The dataset `name` with the eval transform of `data_config`: 'fashion_mnist' (Debian's dataset-fashion-mnist
+    or `data_dir`), 'digits' (OOD, scikit-learn), or any timm `create_dataset` name: '' / 'folder' for an
+    ImageFolder tree under `data_dir` (train/ and validation/ or val/), 'torch/cifar100', 'hfds/...'.
     """
     transform = create_transform(**data_config, is_training=False) if data_config else None
     key = name.lower()
