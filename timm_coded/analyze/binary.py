@@ -145,13 +145,11 @@ class BinaryClassifier(nn.Module):
     @torch.jit.ignore
     def sequence(self) -> List[nn.Module]:
         """Stem modules and blocks in execution order (the head excluded)."""
-        stages = [m for n, m in self.named_children() if n.startswith('layer')]
-        return [self.conv1, self.bn1, self.act1, self.maxpool] + [b for s in stages for b in s]
+        return [self.conv1, self.bn1, self.act1, self.maxpool] + [b for _, b in residual_blocks(self)]
 
     @torch.jit.ignore
     def prefix_length(self) -> int:
-        """Number of leading `sequence()` modules before the first sliced block: the part every binary
-        classifier of one model shares, which an evaluation of many classes can compute once."""
+        """Number of `sequence()` modules before the first sliced block (the part every BC of a model shares)."""
         return next(i for i, m in enumerate(self.sequence()) if isinstance(m, BinaryBottleneck))
 
     @torch.jit.ignore
