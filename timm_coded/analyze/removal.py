@@ -45,6 +45,9 @@ def removal_curves(
     books = get_codebooks(net)
     gen = torch.Generator().manual_seed(seed)
     names, sequence = zip(*residual_blocks(net))
+    stem = (net.conv1, net.bn1, net.act1, net.maxpool)
+    parts = {n: (nn.Sequential(*stem, *sequence[:names.index(n)]), nn.Sequential(*sequence[names.index(n):]))
+             for n in blocks}  # up to block n (run once for all k), and from it on
     ks = {n: {'active': list(range(items[n].num_active + 1)),  # k = 0 is shared
               'inactive': list(range(1, items[n].num_subnns - items[n].num_active + 1))} for n in blocks}
     correct = {n: {mode: [0] * len(k) for mode, k in modes.items()} for n, modes in ks.items()}
@@ -53,19 +56,14 @@ def removal_curves(
         x, y = x.to(device), y.to(device)
         total += y.numel()
         for name in blocks:
-            start = names.index(name)
-            h = net.maxpool(net.act1(net.bn1(net.conv1(x))))  # stem and blocks before `name`: once for all k
-            for block in sequence[:start]:
-                h = block(h)
+            head, tail = parts[name]
+            h = head(x)
             words = books.get(items[name].coding_key).to(device).index_select(0, y)
             for mode, mode_ks in ks[name].items():
                 noise = torch.rand(words.shape, generator=gen)
                 for i, k in enumerate(mode_ks):
                     with remove_subnns(net, {name: removal_masks(words, k, mode == 'active', noise)}):
-                        out = h
-                        for block in sequence[start:]:
-                            out = block(out)
-                        pred = net.forward_head(out).argmax(dim=1)
+                        pred = net.forward_head(tail(h)).argmax(dim=1)
                     correct[name][mode][i] += int((pred == y).sum())
     acc = lambda counts: [c / max(total, 1) for c in counts]  # noqa: E731
     return [{'block': n, 'num_subnns': items[n].num_subnns, 'num_active': items[n].num_active,
