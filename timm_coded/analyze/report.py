@@ -160,7 +160,7 @@ def run_analysis(
 
     # --- early decoders (§4.4)
     log('early decoders and early-exit costs')
-    full_flops = count_flops(net, input_size)
+    full_flops = results['binary_classifiers']['cost']['flops_full']
     flops = [count_flops(EarlyExit(net, i), input_size) for i in range(len(block_names))]
     exits = [{'block': n, 'flops': f, 'flop_share': f / full_flops} for n, f in zip(block_names, flops)]
     dec_acc = decoder_accuracy(test['decoder_preds'], test['targets'])
