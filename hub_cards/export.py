@@ -25,8 +25,6 @@ from timm.models import save_for_hf
 import timm_coded
 from timm_coded.codes import get_scheme
 
-from .errors import CardExistsError, HubAuthError
-
 __all__ = ['WEIGHTS', 'CONFIG_KEY', 'sha256_file', 'coding_model_args', 'save_for_hub', 'upload_folder']
 
 WEIGHTS = 'model.safetensors'
@@ -107,19 +105,19 @@ def upload_folder(folder: Union[str, Path], repo_id: str, token: Optional[str] =
     unless asked; returns huggingface_hub's CommitInfo. `endpoint`: another Hub than HF_ENDPOINT's."""
     token = token or get_token()
     if not token:
-        raise HubAuthError('No Hugging Face token: pass --token hf_..., set HF_TOKEN, or run `hf auth login` once '
-                           '(--dry-run DIR needs no token).')
+        raise PermissionError('No Hugging Face token: pass --token hf_..., set HF_TOKEN, or run `hf auth login` '
+                              'once (--dry-run DIR needs no token).')
     api = HfApi(endpoint=endpoint, token=token, library_name='timm-coded', library_version=timm_coded.__version__)
     try:
         exists = api.repo_exists(repo_id) and api.file_exists(repo_id, 'README.md', revision=revision)
         if exists and not (keep_card or overwrite_card):
-            raise CardExistsError(f'{repo_id} already has a README.md (model card). Pass --overwrite-card to replace '
+            raise FileExistsError(f'{repo_id} already has a README.md (model card). Pass --overwrite-card to replace '
                                   f'it, or --keep-card to upload the weights and keep it. Nothing was uploaded.')
         repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
         return api.upload_folder(repo_id=repo_id, folder_path=folder, revision=revision, commit_message=commit_message,
                                  ignore_patterns=['README.md'] if keep_card else None)
     except HfHubHTTPError as e:
         if e.response is not None and e.response.status_code in (401, 403):
-            raise HubAuthError(f'The Hub refused the token for {repo_id} (HTTP {e.response.status_code}): check that '
-                               f'it is valid and has write access to {repo_id.split("/")[0]!r}.') from None
+            raise PermissionError(f'The Hub refused the token for {repo_id} (HTTP {e.response.status_code}): check '
+                                  f'that it is valid and has write access to {repo_id.split("/")[0]!r}.') from None
         raise

@@ -1,28 +1,23 @@
-""" Load a Coded ResNeXt from the Hub (`hf-hub:ORG/NAME`) or a folder (`local-dir:PATH`) with the checks timm
-cannot make.
-
-After `import timm_coded`, stock `timm.create_model('hf-hub:ORG/NAME', pretrained=True)` loads these repos.
-`create_model_from_hub` does the same and first checks what timm does not: the repo and its config.json exist,
-the weights are complete and match the sha256 that `hub_cards.push` records in config.json, and config.json fits
-the weights. Each failure is its own error class (`hub_cards.errors`). Works offline (HF_HUB_OFFLINE=1) from
-the Hugging Face cache.
+""" `create_model_from_hub`: stock `timm.create_model('hf-hub:ORG/NAME' or 'local-dir:PATH', pretrained=True)`,
+which loads these repos after `import timm_coded`, after the checks timm cannot make: the repo and its config.json
+exist, the weights are complete and match the sha256 recorded in config.json, and config.json fits the weights.
+Each error names the cause and the fix. Works offline (HF_HUB_OFFLINE=1) from the Hugging Face cache.
 """
 import json
 from pathlib import Path
 from typing import Any, Optional, Union
 
 import torch.nn as nn
-from huggingface_hub import hf_hub_download, revision_exists
+from huggingface_hub import revision_exists
 from huggingface_hub.errors import (EntryNotFoundError, LocalEntryNotFoundError, RepositoryNotFoundError,
                                     RevisionNotFoundError)
 
 import timm
 from timm.models import parse_model_name
+from timm.models._hub import download_from_hf, hf_split
 
 from timm_coded.checkpoint import CheckpointError, check_checkpoint
 
-from .errors import ConfigMismatchError, CorruptWeightsError, MissingConfigError, MissingWeightsError, \
-    RepoNotFoundError
 from .export import CONFIG_KEY, WEIGHTS, sha256_file
 
 __all__ = ['create_model_from_hub']
@@ -34,22 +29,22 @@ def _fetch(source: str, model_id: str, filename: str, cache_dir) -> Optional[Pat
     """Local path of `filename` of the repo / folder; None if it has no such file."""
     if source == 'local-dir':
         if not Path(model_id).is_dir():
-            raise RepoNotFoundError(f'No folder {model_id}: pass local-dir:PATH of an exported model folder.')
+            raise FileNotFoundError(f'No folder {model_id}: pass local-dir:PATH of an exported model folder.')
         path = Path(model_id) / filename
         return path if path.is_file() else None
-    repo, _, revision = model_id.partition('@')
     try:
-        return Path(hf_hub_download(repo, filename, revision=revision or None, cache_dir=cache_dir))
+        return Path(download_from_hf(model_id, filename, cache_dir=cache_dir))
     except LocalEntryNotFoundError as e:
         if filename == 'config.json':
-            raise RepoNotFoundError(f'{model_id}: config.json is not in the local Hugging Face cache and the Hub '
+            raise FileNotFoundError(f'{model_id}: config.json is not in the local Hugging Face cache and the Hub '
                                     f'cannot be reached (offline?). Load it once with network access.') from e
         return None
     except (RepositoryNotFoundError, RevisionNotFoundError) as e:
         # mirrors (olah) answer "repository not found" for a missing file too: ask whether the repo exists
+        repo, revision = hf_split(model_id)
         if filename != 'config.json' or revision_exists(repo, revision or 'main'):
             return None
-        raise RepoNotFoundError(f'Hub repo {model_id} not found: check the id, or for a private repo set HF_TOKEN '
+        raise FileNotFoundError(f'Hub repo {model_id} not found: check the id, or for a private repo set HF_TOKEN '
                                 f'(or run `hf auth login`) with read access.') from e
     except EntryNotFoundError:
         return None
@@ -60,13 +55,13 @@ def _check_weights(path: Path, config: dict, where: str) -> None:
     try:
         check_checkpoint(path)
     except CheckpointError as e:
-        raise CorruptWeightsError(f'{where}: {e} Delete the local copy (`hf cache rm`) and load again; if the '
-                                  f'uploaded file itself is damaged, push the checkpoint again.') from None
+        raise CheckpointError(f'{where}: {e} Delete the local copy (`hf cache rm`) and load again; if the '
+                              f'uploaded file itself is damaged, push the checkpoint again.') from None
     expected = (config.get(CONFIG_KEY) or {}).get('weights_sha256', {}).get(path.name)
     if expected is not None and sha256_file(path) != expected:
-        raise CorruptWeightsError(f'{where}: {path.name} differs from the sha256 recorded in config.json ({expected[:16]}'
-                                  f'...): the file was altered after export. Delete the local copy and load again, or '
-                                  f'push the checkpoint again.')
+        raise CheckpointError(f'{where}: {path.name} differs from the sha256 recorded in config.json ({expected[:16]}'
+                              f'...): the file was altered after export. Delete the local copy and load again, or '
+                              f'push the checkpoint again.')
 
 
 def create_model_from_hub(name: str, pretrained: bool = True, cache_dir: Optional[Union[str, Path]] = None,
@@ -81,16 +76,16 @@ def create_model_from_hub(name: str, pretrained: bool = True, cache_dir: Optiona
     where = f'folder {model_id}' if source == 'local-dir' else f'Hub repo {model_id}'
     config_path = _fetch(source, model_id, 'config.json', cache_dir)
     if config_path is None:
-        raise MissingConfigError(f'{where} has no config.json: it is not a timm model. Export it with '
-                                 f'python -m hub_cards.push (or timm.models.push_to_hf_hub).')
+        raise FileNotFoundError(f'{where} has no config.json: it is not a timm model. Export it with '
+                                f'python -m hub_cards.push (or timm.models.push_to_hf_hub).')
     config = json.loads(config_path.read_text())
     if kwargs.get('num_classes') not in (None, config.get('num_classes')):
         kwargs.setdefault('codebooks', {})  # the saved codebooks are for the saved class count
     if pretrained:
         weights = next((p for p in (_fetch(source, model_id, f, cache_dir) for f in _WEIGHT_FILES) if p), None)
         if weights is None:
-            raise MissingWeightsError(f'{where} has a config.json but no weights ({" or ".join(_WEIGHT_FILES)}): the '
-                                      f'upload is incomplete. Push the checkpoint again.')
+            raise FileNotFoundError(f'{where} has a config.json but no weights ({" or ".join(_WEIGHT_FILES)}): the '
+                                    f'upload is incomplete. Push the checkpoint again.')
         _check_weights(weights, config, where)
         kwargs['pretrained_cfg_overlay'] = dict(source=None, hf_hub_id=None, file=str(weights))
     try:
@@ -98,8 +93,8 @@ def create_model_from_hub(name: str, pretrained: bool = True, cache_dir: Optiona
     except (RuntimeError, ValueError) as e:
         if 'Unknown model' in str(e):
             raise
-        raise ConfigMismatchError(f'{where}: config.json does not describe its weights ({e}). The config was edited '
-                                  f'or comes from another export: restore it, or push the checkpoint again.') from None
+        raise ValueError(f'{where}: config.json does not describe its weights ({e}). The config was edited '
+                         f'or comes from another export: restore it, or push the checkpoint again.') from None
     if pretrained:  # the provenance timm records for hf-hub: / local-dir: names
         model.pretrained_cfg.update(source=source, file=model_id if source == 'local-dir' else None,
                                     hf_hub_id=model_id if source == 'hf-hub' else None)

@@ -18,10 +18,9 @@ from huggingface_hub.utils import validate_repo_id
 from timm.utils import ParseKwargs
 
 from timm_coded.analyze.loading import resolve_eval_config
-from timm_coded.checkpoint import CheckpointError, model_from_checkpoint
+from timm_coded.checkpoint import model_from_checkpoint
 
 from .card import coded_model_card, validate_metrics
-from .errors import HubError
 from .export import save_for_hub, upload_folder
 
 __all__ = ['push_checkpoint', 'main']
@@ -114,7 +113,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             dry_run=args.dry_run, model_name=args.model, model_kwargs=args.model_kwargs, use_ema=args.use_ema,
             label_names=_label_names(args.label_names), overwrite_card=args.overwrite_card,
             keep_card=args.keep_card, revision=args.revision, commit_message=args.commit_message)
-    except (HubError, CheckpointError, ValueError, FileNotFoundError, FileExistsError) as e:
+    except (ValueError, FileNotFoundError, FileExistsError, PermissionError) as e:  # CheckpointError is a ValueError
         print(f'error: {e}', file=sys.stderr)
         return 2
     if args.dry_run is not None:
