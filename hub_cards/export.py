@@ -1,11 +1,11 @@
 """ The folder that goes to the Hub, and the upload.
 
-timm's `save_for_hf` writes `model.safetensors` and `config.json` (its `model_args` rebuild the model from the
-registered architecture); this module adds what stock repos lack: the safetensors `{"format": "pt"}` metadata,
-the plugin version and the weights' sha256 under `config.json["timm_coded"]`, and the model card. The folder is
-checked by rebuilding the model from it with `timm.create_model('local-dir:...')` before it is moved into place.
+The folder is what timm's `save_for_hf` writes (`model.safetensors`, and `config.json` from `save_config_for_hf`, whose
+`model_args` rebuild the model from the registered architecture) plus what stock repos lack: the safetensors
+`{"format": "pt"}` metadata, the plugin version and the weights' sha256 under `config.json["timm_coded"]`, and the
+model card. It is checked by rebuilding the model with `timm.create_model('local-dir:...')` before it is moved into
+place.
 """
-import json
 import os
 import secrets
 import shutil
@@ -20,7 +20,7 @@ from huggingface_hub.errors import HfHubHTTPError
 from huggingface_hub.utils.sha import sha_fileobj
 
 import timm
-from timm.models import save_for_hf
+from timm.models._hub import save_config_for_hf
 
 import timm_coded
 from timm_coded.codes import get_scheme
@@ -63,16 +63,11 @@ def save_for_hub(
     tmp = out_dir.parent / f'.{out_dir.name}.{secrets.token_hex(4)}'
     tmp.mkdir()  # not mkdtemp: a folder with the usual permissions
     try:
-        config = {'pretrained_cfg': {'hf_hub_filename': WEIGHTS}}
-        if label_names is not None:
-            config['label_names'] = list(label_names)
-        save_for_hf(model, tmp, model_config=config, model_args=coding_model_args(model), safe_serialization=True,
-                    data_config=dict(data_config or {}) or None)
-        weights = tmp / WEIGHTS
-        safetensors.torch.save_file(safetensors.torch.load_file(weights), weights, metadata={'format': 'pt'})
-        config = json.loads((tmp / 'config.json').read_text())
-        config[CONFIG_KEY] = {'version': timm_coded.__version__, 'weights_sha256': {WEIGHTS: sha256_file(weights)}}
-        (tmp / 'config.json').write_text(json.dumps(config, indent=2) + '\n')
+        safetensors.torch.save_file(model.state_dict(), tmp / WEIGHTS, metadata={'format': 'pt'})
+        config = {'pretrained_cfg': {'hf_hub_filename': WEIGHTS}, 'label_names': label_names, CONFIG_KEY: {
+            'version': timm_coded.__version__, 'weights_sha256': {WEIGHTS: sha256_file(tmp / WEIGHTS)}}}
+        save_config_for_hf(model, tmp / 'config.json', model_config=config, model_args=coding_model_args(model),
+                           data_config=dict(data_config or {}) or None)
         card.save(tmp / 'README.md')
         _verify(tmp, model)
         if out_dir.exists():
