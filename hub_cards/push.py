@@ -12,7 +12,7 @@ import json
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
+from typing import Any, List, Mapping, Optional, Sequence, Union
 
 from huggingface_hub.utils import validate_repo_id
 from timm.utils import ParseKwargs
@@ -20,18 +20,19 @@ from timm.utils import ParseKwargs
 from timm_coded.analyze.loading import resolve_eval_config
 from timm_coded.checkpoint import model_from_checkpoint
 
-from .card import coded_model_card, validate_metrics
+from .card import coded_model_card
 from .export import save_for_hub, upload_folder
 
 __all__ = ['push_checkpoint', 'main']
 
-def _read_metrics(path: Union[str, Path]) -> Dict[str, Any]:
+
+def _read_json(path: Union[str, Path], what: str) -> Any:
     try:
-        return validate_metrics(json.loads(Path(path).read_text()))
+        return json.loads(Path(path).read_text())
     except FileNotFoundError:
-        raise FileNotFoundError(f'Metrics file {path} not found.') from None
+        raise FileNotFoundError(f'{what} {path} not found.') from None
     except json.JSONDecodeError as e:
-        raise ValueError(f'Metrics file {path} is not valid JSON: {e}.') from None
+        raise ValueError(f'{what} {path} is not valid JSON: {e}.') from None
 
 
 def push_checkpoint(
@@ -59,8 +60,8 @@ def push_checkpoint(
     validate_repo_id(repo_id)
     if overwrite_card and keep_card:
         raise ValueError('Choose one of --overwrite-card and --keep-card.')
-    if metrics is not None:
-        metrics = validate_metrics(metrics) if isinstance(metrics, Mapping) else _read_metrics(metrics)
+    if metrics is not None and not isinstance(metrics, Mapping):
+        metrics = _read_json(metrics, 'Metrics file')  # checked by the card
     model, args, _ = model_from_checkpoint(checkpoint, model_name, model_kwargs, use_ema)
     data_config = resolve_eval_config(model, args)  # the training preprocessing, channels as the model's
     card = coded_model_card(model, repo_id, data_config['input_size'], label_names=label_names, train_args=args,
@@ -79,7 +80,7 @@ def _label_names(value: Optional[str]) -> Optional[List[str]]:
     if value is None:
         return None
     if Path(value).is_file():
-        names = json.loads(Path(value).read_text())
+        names = _read_json(value, '--label-names file')
         if not isinstance(names, list):
             raise ValueError(f'--label-names file {value} must hold a JSON list of class names.')
         return [str(n) for n in names]
@@ -94,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--token', default=None, help='Hub token (default: $HF_TOKEN or the stored login)')
     p.add_argument('--metrics', default=None, help='measured results JSON for the card (schema: hub_cards.card)')
     p.add_argument('--dry-run', metavar='DIR', default=None, help='write the upload folder to DIR, upload nothing')
-    p.add_argument('--model', default=None, help='architecture, if the checkpoint does not name it')
+    p.add_argument('--model', dest='model_name', metavar='MODEL', help='architecture, if the checkpoint lacks it')
     p.add_argument('--model-kwargs', nargs='*', default={}, action=ParseKwargs, help='create_model kwargs, k=v')
     p.add_argument('--use-ema', action='store_true', help='export the EMA weights (state_dict_ema)')
     p.add_argument('--label-names', default=None, help='class names: comma-separated, or a JSON list file')
@@ -108,11 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        result = push_checkpoint(
-            args.checkpoint, args.repo_id, token=args.token, private=args.private, metrics=args.metrics,
-            dry_run=args.dry_run, model_name=args.model, model_kwargs=args.model_kwargs, use_ema=args.use_ema,
-            label_names=_label_names(args.label_names), overwrite_card=args.overwrite_card,
-            keep_card=args.keep_card, revision=args.revision, commit_message=args.commit_message)
+        result = push_checkpoint(**dict(vars(args), label_names=_label_names(args.label_names)))
     except (ValueError, FileNotFoundError, FileExistsError, PermissionError) as e:  # CheckpointError is a ValueError
         print(f'error: {e}', file=sys.stderr)
         return 2
