@@ -14,7 +14,7 @@ Metrics file (`--metrics results.json`), every key optional, accuracies in perce
 """
 import math
 from numbers import Real
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import torch.nn as nn
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
@@ -24,7 +24,7 @@ from timm_coded.analyze import count_flops, count_parameters
 from timm_coded.analyze.report import markdown_table as _table
 from timm_coded.codes import CodingScheme
 
-__all__ = ['METRIC_KEYS', 'validate_metrics', 'coded_model_card', 'binary_classifier_card', 'install_lines']
+__all__ = ['METRIC_KEYS', 'validate_metrics', 'coded_model_card', 'binary_classifier_card']
 
 PAPER = 'Towards Disentangling Information Paths with Coded ResNeXt: https://arxiv.org/abs/2202.05343'
 CITATION = """@inproceedings{avranas2022coded,
@@ -73,30 +73,26 @@ def validate_metrics(metrics: Mapping[str, Any]) -> Dict[str, Any]:
     return dict(metrics)
 
 
-def install_lines() -> List[str]:
-    """The plugin install line: the architectures exist in timm only once timm_coded is imported."""
-    return [f'pip install "timm-coded=={timm_coded.__version__}"  # or from its source: pip install ./timm-coded']
+def _install_section(code: str) -> str:
+    """The plugin install line (the architectures exist in timm only once timm_coded is imported), then `code`."""
+    return (f'## Install and load\n\n```bash\npip install "timm-coded=={timm_coded.__version__}"  # or from its '
+            f'source: pip install ./timm-coded\n```\n\n```python\n{code}\n```')
 
 
-def _eval_results(metrics: Mapping[str, Any], model_name: str) -> List[EvalResult]:
-    """model-index entries (task, dataset, split, metric) of the measured results."""
-    dataset = metrics.get('dataset')
-    if not dataset:
-        return []
-    common = dict(task_type='image-classification', dataset_type=dataset, dataset_name=dataset,
-                  dataset_split=metrics.get('split'))
-    results = [EvalResult(metric_type='accuracy', metric_name=f'{k} accuracy', metric_value=metrics[k], **common)
-               for k in ('top1', 'top5') if k in metrics]
-    results += [EvalResult(metric_type='accuracy', metric_name=f'early decoder {block} accuracy', metric_value=v,
-                           **common) for block, v in metrics.get('early_decoders', {}).items()]
-    results += [EvalResult(metric_type=k, metric_name=f'binary classifiers ({name}) {k}', metric_value=v, **common)
-                for name, bc in metrics.get('binary_classifiers', {}).items() for k, v in bc.items()]
-    return results
+def _measured(metrics: Mapping[str, Any]) -> List[Tuple[str, str, Any]]:
+    """(metric type, name, value) of every measured result: the card's Results table and its model-index."""
+    rows = [('accuracy', f'{k} accuracy', metrics[k]) for k in ('top1', 'top5') if k in metrics]
+    rows += [('accuracy', f'early decoder {b} accuracy', v) for b, v in metrics.get('early_decoders', {}).items()]
+    rows += [(k, f'binary classifiers ({n}) {k}', v) for n, bc in metrics.get('binary_classifiers', {}).items()
+             for k, v in bc.items()]
+    return rows
 
 
-def _card(data: ModelCardData, title: str, sections: List[str]) -> ModelCard:
-    body = '\n\n'.join([f'# {title}'] + [s.strip() for s in sections if s]) + '\n'
-    return ModelCard(f'---\n{data.to_yaml()}\n---\n\n{body}')
+def _card(title: str, sections: List[str], **card_data: Any) -> ModelCard:
+    """YAML front matter (`ModelCardData` of a timm model), the title, `sections` and the citation."""
+    sections = [f'# {title}', *(s.strip() for s in sections if s), f'## Citation\n\n```bibtex\n{CITATION}\n```']
+    data = ModelCardData(library_name='timm', model_name=title, **card_data)
+    return ModelCard(f'---\n{data.to_yaml()}\n---\n\n' + '\n\n'.join(sections) + '\n')
 
 
 def _size(input_size: Sequence[int]) -> str:
@@ -126,11 +122,7 @@ def _results_section(metrics: Mapping[str, Any]) -> str:
     where = ' '.join(str(metrics[k]) for k in ('dataset', 'split') if metrics.get(k))
     text = ['## Results', f'Measured{" on " + where if where else ""}'
             + (f' ({metrics["num_samples"]} images)' if metrics.get('num_samples') else '') + '; percent.']
-    rows = [(k, metrics[k]) for k in ('top1', 'top5') if k in metrics]
-    rows += [(f'early decoder `{b}`', v) for b, v in metrics.get('early_decoders', {}).items()]
-    rows += [(f'binary classifiers ({n}) {k}', v) for n, bc in metrics.get('binary_classifiers', {}).items()
-             for k, v in bc.items()]
-    text.append(_table(('Metric', 'Value'), rows))
+    text.append(_table(('Metric', 'Value'), [(name, value) for _, name, value in _measured(metrics)]))
     if metrics.get('notes'):
         text.append(metrics['notes'])
     return '\n\n'.join(text)
@@ -186,10 +178,10 @@ def coded_model_card(
     """The card of a Coded ResNeXt checkpoint: `input_size` (C, H, W) is where GMACs are measured."""
     metrics = validate_metrics(metrics) if metrics is not None else {}
     arch = model.pretrained_cfg.get('architecture', type(model).__name__)
-    name = repo_id.split('/')[-1]
-    data = ModelCardData(library_name='timm', license=license, tags=TAGS, pipeline_tag='image-classification',
-                         model_name=name, datasets=[metrics['dataset']] if metrics.get('dataset') else None,
-                         eval_results=_eval_results(metrics, name) or None)
+    name, dataset = repo_id.split('/')[-1], metrics.get('dataset')
+    results = [EvalResult(task_type='image-classification', dataset_type=dataset, dataset_name=dataset,
+                          dataset_split=metrics.get('split'), metric_type=t, metric_name=n, metric_value=v)
+               for t, n, v in _measured(metrics)] if dataset else None  # model-index
     params = count_parameters(model)
     details = [('Architecture', f'`{arch}` (timm-coded {timm_coded.__version__})'),
                ('Params (M)', f'{params / 1e6:.4g}'),
@@ -199,9 +191,8 @@ def coded_model_card(
         'A Coded ResNeXt image classifier for timm. In its coded blocks each class is routed through a fixed subset '
         'of the parallel branches (subNNs), chosen by a binary codebook designed before training; the branch '
         'energies give early predictions, and the subNNs of one class form a lighter binary classifier for it.',
-        '## Install and load\n\n```bash\n' + '\n'.join(install_lines()) + '\n```\n\n```python\nimport timm, '
-        f"timm_coded  # timm_coded registers the Coded ResNeXt architectures\nmodel = timm.create_model("
-        f"'hf-hub:{repo_id}', pretrained=True)\n```",
+        _install_section(f"import timm, timm_coded  # timm_coded registers the Coded ResNeXt architectures\n"
+                         f"model = timm.create_model('hf-hub:{repo_id}', pretrained=True)"),
         '## Model details\n\n' + '\n'.join(f'- **{k}:** {v}' for k, v in details),
         _coding_section(model, label_names),
     ]
@@ -210,8 +201,9 @@ def coded_model_card(
         sections.append('## Training\n\nFrom the training checkpoint:\n\n' + _table(('Setting', 'Value'), rows))
     if metrics:
         sections.append(_results_section(metrics))
-    sections += [_usage_section(repo_id, int(input_size[0])), f'## Citation\n\n```bibtex\n{CITATION}\n```']
-    return _card(data, name, sections)
+    sections.append(_usage_section(repo_id, int(input_size[0])))
+    return _card(name, sections, license=license, tags=TAGS, pipeline_tag='image-classification',
+                 datasets=[dataset] if dataset else None, eval_results=results or None)
 
 
 def binary_classifier_card(bc: nn.Module, parent: str, repo_id: str, input_size: Sequence[int],
@@ -221,15 +213,13 @@ def binary_classifier_card(bc: nn.Module, parent: str, repo_id: str, input_size:
     k = bc.class_index
     cls = f'class {k}' + (f' ({class_name})' if class_name else '')
     params = count_parameters(bc)
-    data = ModelCardData(library_name='timm', license='apache-2.0', tags=TAGS + ['binary-classification'],
-                         model_name=repo_id.split('/')[-1])
     words = [(f'`{b}`', ', '.join(map(str, keep))) for b, keep in bc.kept_subnns.items()]
     sections = [
         f'A binary classifier for {cls}, cut without further training from the Coded ResNeXt `{parent}` by keeping '
         f'in every coded block only the subNNs of its codeword.',
-        '## Install and load\n\n```bash\n' + '\n'.join(install_lines()) + '\n```\n\n```python\nfrom '
-        f"timm_coded.analyze import load_binary_classifier\nbc = load_binary_classifier('hf-hub:{repo_id}').eval()\n"
-        f'is_class_{k} = bc(x).squeeze(1) > 0  # x: images preprocessed as for the parent model\n```',
+        _install_section(f"from timm_coded.analyze import load_binary_classifier\n"
+                         f"bc = load_binary_classifier('hf-hub:{repo_id}').eval()\n"
+                         f'is_class_{k} = bc(x).squeeze(1) > 0  # x: images preprocessed as for the parent model'),
         f'## Model details\n\n- **Params (M):** {params / 1e6:.4g} ({100 * params / parent_params:.1f} % of the '
         f'parent\'s)\n- **GMACs:** {count_flops(bc, input_size) / 2e9:.4g} at {_size(input_size)}\n'
         f'- **Paper:** {PAPER}',
@@ -239,5 +229,4 @@ def binary_classifier_card(bc: nn.Module, parent: str, repo_id: str, input_size:
         for key, value in metrics.items():
             _percent(key, value)
         sections.append('## Results\n\n' + _table(('Metric', 'Value (%)'), list(metrics.items())))
-    sections.append(f'## Citation\n\n```bibtex\n{CITATION}\n```')
-    return _card(data, repo_id.split('/')[-1], sections)
+    return _card(repo_id.split('/')[-1], sections, license='apache-2.0', tags=TAGS + ['binary-classification'])
