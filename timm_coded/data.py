@@ -12,7 +12,7 @@ import numpy as np
 import torch.utils.data
 from PIL import Image
 
-__all__ = ['FashionMNIST', 'FASHION_MNIST_CLASSES', 'FASHION_MNIST_DIRS', 'FASHION_MNIST_MEAN', 'FASHION_MNIST_STD',
+__all__ = ['FashionMNIST', 'FASHION_MNIST_CLASSES', 'FASHION_MNIST_DIR', 'FASHION_MNIST_MEAN', 'FASHION_MNIST_STD',
            'CIFAR10_MEAN', 'CIFAR10_STD', 'CIFAR100_MEAN', 'CIFAR100_STD', 'balanced_indices', 'dataset_targets',
            'find_fashion_mnist', 'read_idx']
 
@@ -24,12 +24,9 @@ FASHION_MNIST_MEAN = (0.2860,)  # of the 60k training images, pixel / 255 (one g
 FASHION_MNIST_STD = (0.3530,)
 FASHION_MNIST_CLASSES = ('T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt', 'Sneaker',
                          'Bag', 'Ankle boot')
-FASHION_MNIST_DIRS = ('/usr/share/datasets/fashion-mnist',)
+FASHION_MNIST_DIR = '/usr/share/datasets/fashion-mnist'  # Debian's dataset-fashion-mnist
 _FILES = {'train': ('train-images-idx3-ubyte', 'train-labels-idx1-ubyte'),
           'test': ('t10k-images-idx3-ubyte', 't10k-labels-idx1-ubyte')}
-_MISSING = ('Fashion-MNIST IDX files not found in {where}. Install them with `apt-get install dataset-fashion-mnist` '
-            '(Debian/Ubuntu, files in /usr/share/datasets/fashion-mnist), or pass --data-dir with the four '
-            'train-/t10k- *-ubyte(.gz) files, e.g. from torchvision.datasets.FashionMNIST(root, download=True).')
 
 
 def read_idx(path: str) -> np.ndarray:
@@ -37,11 +34,10 @@ def read_idx(path: str) -> np.ndarray:
     opener = gzip.open if path.endswith('.gz') else open
     with opener(path, 'rb') as f:
         data = f.read()
-    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 8:
+    if len(data) < 4 or data[:3] != b'\x00\x00\x08':
         raise ValueError(f'{path} is not an unsigned-byte IDX file (bad magic number): re-download it.')
-    ndim = data[3]
-    dims = tuple(int.from_bytes(data[4 + 4 * i:8 + 4 * i], 'big') for i in range(ndim))
-    body = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
+    dims = tuple(int(d) for d in np.frombuffer(data, dtype='>u4', count=data[3], offset=4))
+    body = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * len(dims))
     if body.size != int(np.prod(dims)):
         raise ValueError(f'{path} is truncated: header says {dims}, found {body.size} bytes of data.')
     return body.reshape(dims)
@@ -58,21 +54,18 @@ def _locate(root: str, stem: str) -> Optional[str]:
 
 def find_fashion_mnist(root: Optional[str] = None) -> str:
     """Folder holding the Fashion-MNIST IDX files: `root` if given, else the Debian package's folder."""
-    for candidate in ([root] if root else FASHION_MNIST_DIRS):
-        if candidate and all(_locate(candidate, s) for pair in _FILES.values() for s in pair):
-            return candidate
-    raise FileNotFoundError(_MISSING.format(where=root or ', '.join(FASHION_MNIST_DIRS)))
+    folder = root or FASHION_MNIST_DIR
+    if all(_locate(folder, s) for pair in _FILES.values() for s in pair):
+        return folder
+    raise FileNotFoundError(f'Fashion-MNIST IDX files not found in {folder}. Install them with `apt-get install '
+                            f'dataset-fashion-mnist` (Debian/Ubuntu, files in {FASHION_MNIST_DIR}), or pass --data-dir '
+                            f'with the four train-/t10k- *-ubyte(.gz) files, e.g. from '
+                            f'torchvision.datasets.FashionMNIST(root, download=True).')
 
 
 class FashionMNIST(torch.utils.data.Dataset):
-    """Fashion-MNIST split as (PIL image, label) pairs, usable with timm's `create_loader`.
-
-    Args:
-        root: Folder with the IDX files; default the Debian package's folder.
-        split: 'train' (60k) or 'test' / 'validation' / 'val' (10k).
-        transform: Applied to the PIL image (timm's loaders set it).
-        indices: Optional subset of sample indices (e.g. a class-balanced few hundred for quick runs).
-        in_chans: 3 replicates the gray channel (RGB image), 1 keeps grayscale ('L').
+    """Fashion-MNIST split ('train': 60k, 'test' / 'validation' / 'val': 10k) as (PIL image, label) pairs, usable
+    with timm's `create_loader` (which sets `transform`); `indices` selects a subset, `in_chans` as the module's.
     """
 
     def __init__(
@@ -80,7 +73,6 @@ class FashionMNIST(torch.utils.data.Dataset):
             root: Optional[str] = None,
             split: str = 'train',
             transform: Optional[Callable] = None,
-            target_transform: Optional[Callable] = None,
             indices: Optional[Sequence[int]] = None,
             in_chans: int = 3,
     ):
@@ -97,7 +89,6 @@ class FashionMNIST(torch.utils.data.Dataset):
         self.images = images
         self.targets = labels.astype(np.int64)
         self.transform = transform
-        self.target_transform = target_transform
         self.in_chans = in_chans
         self.classes = FASHION_MNIST_CLASSES
 
@@ -108,15 +99,9 @@ class FashionMNIST(torch.utils.data.Dataset):
         img = Image.fromarray(self.images[index], mode='L')
         if self.in_chans == 3:
             img = img.convert('RGB')
-        target = int(self.targets[index])
         if self.transform is not None:
             img = self.transform(img)
-        if self.target_transform is not None:
-            target = self.target_transform(target)
-        return img, target
-
-    def filename(self, index: int, basename: bool = False, absolute: bool = False) -> str:
-        return f'fashion_mnist_{index:05d}'
+        return img, int(self.targets[index])
 
 
 def balanced_indices(targets: np.ndarray, per_class: int, seed: int = 0) -> np.ndarray:
