@@ -140,5 +140,4 @@ def model_from_checkpoint(
     except RuntimeError as e:
         raise ValueError(f'The weights of {path} do not fit {arch} built with the checkpoint\'s settings: {e}\nPass '
                          f'the --model / --model-kwargs the checkpoint was trained with.') from None
-    meta = {k: raw.get(k) for k in ('epoch', 'metric')}
-    return model.eval(), args, meta
+    return model.eval(), args, {k: raw.get(k) for k in ('epoch', 'metric')}
