@@ -1,11 +1,10 @@
 """ Datasets, transforms and loaders of `train_hooks.train`, built from timm.data.
 
-* Datasets: everything `timm.data.create_dataset` offers (image folders, torch/..., hfds/...), plus
-  `fashion_mnist` read offline from Debian's `dataset-fashion-mnist` files (`timm_coded.data.FashionMNIST`).
-  Fashion-MNIST is grayscale: `--in-chans 1` keeps one channel, otherwise the gray channel is replicated to 3.
+* Datasets: `timm.data.create_dataset`'s, plus `fashion_mnist` read offline from Debian's `dataset-fashion-mnist`
+  files (grayscale: `--in-chans 1` keeps one channel, otherwise it is replicated to 3).
 * `cifar_train_transform`: the CIFAR recipe's pad-and-crop + flip (+ RandAugment), which timm lacks.
-* Evaluation sets are padded to whole batches (`PaddedDataset`, padding targets -1), so every evaluation batch
-  has the same shape (XLA) and distributed ranks see disjoint real samples; the evaluator ignores target -1.
+* Evaluation sets are padded to whole batches with targets -1 (`PaddedDataset`), so every evaluation batch has the
+  same shape (XLA) and distributed ranks see disjoint real samples; the evaluator ignores target -1.
 """
 import math
 import os
@@ -22,7 +21,7 @@ from timm.data.transforms import MaybePILToTensor, MaybeToTensor, str_to_pil_int
 from timm_coded.data import FashionMNIST, Subset, balanced_subset
 
 __all__ = ['FASHION_MNIST', 'PaddedDataset', 'MixupCollate', 'cifar_train_transform',
-           'create_datasets', 'create_mixup', 'create_train_loader', 'create_eval_loader']
+           'create_datasets', 'create_mixup', 'create_loaders']
 
 FASHION_MNIST = 'fashion_mnist'
 PAD_TARGET = -1
@@ -83,16 +82,9 @@ def create_datasets(args, in_chans: int) -> Tuple[torch.utils.data.Dataset, torc
 
 
 def cifar_train_transform(
-        img_size: int,
-        padding: int = 4,
-        hflip: float = 0.5,
-        auto_augment: Optional[str] = None,
-        interpolation: str = 'bilinear',
-        mean: Tuple[float, ...] = (0.5, 0.5, 0.5),
-        std: Tuple[float, ...] = (0.5, 0.5, 0.5),
-        re_prob: float = 0.,
-        re_mode: str = 'pixel',
-        re_count: int = 1,
+        img_size: int, padding: int = 4, hflip: float = 0.5, auto_augment: Optional[str] = None,
+        interpolation: str = 'bilinear', mean: Tuple[float, ...] = (0.5, 0.5, 0.5),
+        std: Tuple[float, ...] = (0.5, 0.5, 0.5), re_prob: float = 0., re_mode: str = 'pixel', re_count: int = 1,
         use_prefetcher: bool = False,
 ) -> transforms.Compose:
     """CIFAR training transform: pad by `padding` (zeros), random crop `img_size`, flip, then RandAugment.
@@ -129,38 +121,30 @@ def create_mixup(args, num_classes: int, use_prefetcher: bool) -> Optional[Calla
         label_smoothing=args.smoothing, num_classes=num_classes)
 
 
-def _loader_kwargs(args, data_config: Dict[str, Any], device: torch.device, use_prefetcher: bool,
-                   distributed: bool) -> Dict[str, Any]:
-    """The create_loader arguments training and evaluation share."""
-    return dict(input_size=data_config['input_size'], mean=data_config['mean'], std=data_config['std'],
-                num_workers=args.workers, distributed=distributed, pin_memory=args.pin_mem, device=device,
-                use_prefetcher=use_prefetcher)
-
-
-def create_train_loader(args, dataset: torch.utils.data.Dataset, data_config: Dict[str, Any], device: torch.device,
-                        use_prefetcher: bool, distributed: bool, collate_fn: Optional[Callable] = None):
-    """timm's create_loader for training (drop_last), workers re-created each epoch so the RNG of an epoch
-    depends only on the seed set at its start (exact resume)."""
-    interpolation = data_config['interpolation'] if args.no_aug or not args.train_interpolation \
+def create_loaders(args, datasets: Tuple[torch.utils.data.Dataset, torch.utils.data.Dataset],
+                   data_configs: Tuple[Dict[str, Any], Dict[str, Any]], rt, use_prefetcher: bool,
+                   collate_fn: Optional[Callable] = None):
+    """timm's create_loader for training (drop_last, workers re-created each epoch so the RNG of an epoch depends
+    only on the seed set at its start) and for evaluation (the dataset padded to whole batches on every rank)."""
+    (train, val), (train_config, eval_config) = datasets, data_configs
+    common = dict(num_workers=args.workers, distributed=rt.distributed, pin_memory=args.pin_mem, device=rt.device,
+                  use_prefetcher=use_prefetcher)
+    interpolation = train_config['interpolation'] if args.no_aug or not args.train_interpolation \
         else args.train_interpolation
-    loader = create_loader(
-        dataset, batch_size=args.batch_size, is_training=True, no_aug=args.no_aug, re_prob=args.reprob,
-        re_mode=args.remode, re_count=args.recount, train_crop_mode=args.train_crop_mode, scale=args.scale,
-        ratio=args.ratio, hflip=args.hflip, vflip=args.vflip, color_jitter=args.color_jitter, auto_augment=args.aa,
-        interpolation=interpolation, collate_fn=collate_fn, persistent_workers=False,
-        **_loader_kwargs(args, data_config, device, use_prefetcher, distributed))
+    loader_train = create_loader(
+        train, input_size=train_config['input_size'], batch_size=args.batch_size, is_training=True,
+        no_aug=args.no_aug, re_prob=args.reprob, re_mode=args.remode, re_count=args.recount,
+        train_crop_mode=args.train_crop_mode, scale=args.scale, ratio=args.ratio, hflip=args.hflip, vflip=args.vflip,
+        color_jitter=args.color_jitter, auto_augment=args.aa, interpolation=interpolation,
+        mean=train_config['mean'], std=train_config['std'], collate_fn=collate_fn, persistent_workers=False, **common)
     if args.pad_crop and not args.no_aug:
-        dataset.transform = cifar_train_transform(
-            data_config['input_size'][-1], padding=args.pad_crop, hflip=args.hflip, auto_augment=args.aa,
-            interpolation=interpolation, mean=data_config['mean'], std=data_config['std'],
+        train.transform = cifar_train_transform(
+            train_config['input_size'][-1], padding=args.pad_crop, hflip=args.hflip, auto_augment=args.aa,
+            interpolation=interpolation, mean=train_config['mean'], std=train_config['std'],
             re_prob=args.reprob, re_mode=args.remode, re_count=args.recount, use_prefetcher=use_prefetcher)
-    return loader
-
-
-def create_eval_loader(args, dataset: torch.utils.data.Dataset, data_config: Dict[str, Any], device: torch.device,
-                       use_prefetcher: bool, distributed: bool, world_size: int):
-    """timm's create_loader for evaluation over the dataset padded to whole batches on every rank."""
     batch_size = args.validation_batch_size or args.batch_size
-    return create_loader(PaddedDataset(dataset, batch_size * world_size), batch_size=batch_size, is_training=False,
-                         interpolation=data_config['interpolation'], crop_pct=data_config['crop_pct'],
-                         **_loader_kwargs(args, data_config, device, use_prefetcher, distributed))
+    loader_eval = create_loader(
+        PaddedDataset(val, batch_size * rt.world_size), input_size=eval_config['input_size'], batch_size=batch_size,
+        is_training=False, interpolation=eval_config['interpolation'], crop_pct=eval_config['crop_pct'],
+        mean=eval_config['mean'], std=eval_config['std'], **common)
+    return loader_train, loader_eval

@@ -1,7 +1,7 @@
 """ Where `train_hooks.train` runs: CPU, CUDA, torchrun DDP (gloo on CPU, nccl on CUDA) or XLA (one device or SPMD).
 
-`Runtime` hides the differences the loop needs: autocast, feeding the loader to the device, ending a step,
-reading tensors on the host without a per-step sync, seeding, and reducing meters across DDP ranks.
+`Runtime` hides the differences the loop needs: feeding the loader to the device, ending a step, reading tensors
+on the host without a per-step sync, seeding, and reducing meters across DDP ranks.
 """
 import importlib.util
 import logging
@@ -36,56 +36,34 @@ def epoch_seed(seed: int, epoch: int, rank: int = 0) -> int:
 
 @dataclass
 class Runtime:
-    """Device and parallelism of this process."""
+    """Device and parallelism of this process; `train_hooks.xla.XlaRuntime` overrides the step methods for XLA."""
     device: torch.device
     distributed: bool = False  # torch.distributed process group (DDP)
     world_size: int = 1
     rank: int = 0
     local_rank: int = 0
-    spmd: bool = False  # XLA SPMD over the host's devices
-    mesh: Any = None
+    mesh: Any = None  # XLA SPMD mesh over the host's devices
     num_devices: int = 1  # devices sharing each batch (SPMD)
-
-    @property
-    def is_xla(self) -> bool:
-        return self.device.type == 'xla'
+    is_xla = False
 
     @property
     def is_primary(self) -> bool:
         return self.rank == 0
 
-    def autocast(self, enabled: bool, dtype: torch.dtype):
-        return torch.autocast(self.device.type, dtype=dtype, enabled=enabled)
-
     def device_loader(self, loader):
-        """Wrap a CPU loader so it yields device batches (XLA: parallel loader, sharded under SPMD)."""
-        if not self.is_xla:
-            return loader
-        from .xla import device_loader
-        return device_loader(loader, self.device, self.mesh)
+        """The loader, yielding device batches (on XLA torch_xla's parallel loader)."""
+        return loader
 
     def end_step(self) -> None:
         """End of one training / evaluation step: on XLA cut and launch the graph; nothing elsewhere."""
-        if self.is_xla:
-            from .xla import sync
-            sync()
 
     def on_host(self, fn: Callable, tensors: Sequence[torch.Tensor]) -> None:
         """fn(*cpu_tensors) without stalling the step: on XLA after the step has run, elsewhere now."""
-        def run(*values):
-            fn(*[v.detach().cpu() for v in values])
-        if self.is_xla:
-            from .xla import step_closure
-            step_closure(run, tuple(tensors))
-        else:
-            run(*tensors)
+        fn(*[t.detach().cpu() for t in tensors])
 
     def seed(self, seed: int) -> None:
         """Seed python, numpy, torch (CPU / CUDA) and the XLA device RNG."""
         random_seed(seed, 0)
-        if self.is_xla:
-            from .xla import set_seed
-            set_seed(seed, self.device)
 
     def all_reduce_sum(self, tensor: torch.Tensor) -> torch.Tensor:
         """Sum over DDP ranks (identity otherwise; SPMD tensors are already global)."""
@@ -93,10 +71,6 @@ class Runtime:
             tensor = tensor.clone()
             dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
         return tensor
-
-    def barrier(self) -> None:
-        if self.distributed:
-            dist.barrier()
 
 
 def setup_runtime(args) -> Runtime:
@@ -110,9 +84,8 @@ def setup_runtime(args) -> Runtime:
             raise SystemExit('error: XLA training runs as one process per host with SPMD over its devices; do not '
                              'launch it with torchrun (drop torchrun, keep --device xla).')
         from .xla import setup_xla
-        info = setup_xla(args.xla_spmd)
         args.device, args.distributed, args.world_size, args.rank, args.local_rank = 'xla', False, 1, 0, 0
-        return Runtime(device=info['device'], spmd=info['spmd'], mesh=info['mesh'], num_devices=info['num_devices'])
+        return setup_xla(args.xla_spmd)
     if args.xla_spmd:
         raise SystemExit(f'error: --xla-spmd needs --device xla, got --device {device}.')
     args.device = device

@@ -23,6 +23,11 @@ _logger = logging.getLogger(__name__)
 __all__ = ['TrainMeters', 'CodedEvaluator', 'train_one_epoch', 'validate']
 
 
+def _dec_acc(metrics: Dict[str, float], block_names: Sequence[str]) -> str:
+    accs = ' '.join(f'{metrics[f"dec_acc_{n}"]:.1f}' for n in block_names)
+    return f'  dec-acc [{accs}]%' if accs else ''
+
+
 class TrainMeters:
     """Running sums of the step results on the device: loss, and with coded blocks class_loss, coding_loss,
     coding_loss_<block>, dec_acc_<block> (%)."""
@@ -53,16 +58,20 @@ class TrainMeters:
         text = f'loss {metrics["loss"]:.4f}'
         if self.block_names:
             blocks = ' '.join(f'{metrics[f"coding_loss_{n}"]:.4f}' for n in self.block_names)
-            accs = ' '.join(f'{metrics[f"dec_acc_{n}"]:.1f}' for n in self.block_names)
-            text += (f'  class {metrics["class_loss"]:.4f}  coding {metrics["coding_loss"]:.4f} [{blocks}]'
-                     f'  dec-acc [{accs}]%')
-        return text
+            text += f'  class {metrics["class_loss"]:.4f}  coding {metrics["coding_loss"]:.4f} [{blocks}]'
+        return text + _dec_acc(metrics, self.block_names)
+
+
+def _to_device(input: torch.Tensor, target: torch.Tensor, rt: Runtime, args) -> Tuple[torch.Tensor, torch.Tensor]:
+    """A batch on the device (a no-op for the prefetcher's and XLA's), in channels_last if asked."""
+    input, target = input.to(rt.device), target.to(rt.device)
+    return input.contiguous(memory_format=torch.channels_last) if args.channels_last else input, target
 
 
 def train_one_epoch(
         epoch: int, task: nn.Module, loader, optimizer: torch.optim.Optimizer, rt: Runtime, args,
         block_names: Sequence[str], num_updates: int, lr_scheduler=None, loss_scaler=None,
-        amp_dtype: torch.dtype = torch.bfloat16, prefetched: bool = False, step_metrics=None,
+        amp_dtype: torch.dtype = torch.bfloat16, step_metrics=None,
 ) -> Tuple[Dict[str, float], int]:
     """One epoch over `loader`; returns (epoch averages of the meters, number of optimizer updates so far)."""
     model = task.get_trainable_module()
@@ -91,12 +100,9 @@ def train_one_epoch(
         last_batch = batch_idx == num_batches - 1
         need_update = last_batch or (batch_idx + 1) % accum == 0
         group_steps = last_accum if batch_idx >= num_batches - last_accum else accum
-        if not prefetched:
-            input, target = input.to(rt.device), target.to(rt.device)
-        if args.channels_last:
-            input = input.contiguous(memory_format=torch.channels_last)
+        input, target = _to_device(input, target, rt, args)
         with task.no_sync() if rt.distributed and not need_update else nullcontext():
-            with rt.autocast(args.amp, amp_dtype):
+            with torch.autocast(rt.device.type, dtype=amp_dtype, enabled=args.amp):
                 result = task(input, target)
             loss = result['loss'] / group_steps if group_steps > 1 else result['loss']
             if loss_scaler is not None:
@@ -128,9 +134,7 @@ def train_one_epoch(
 
 class CodedEvaluator:
     """Top-1 / top-5, cross-entropy and early-decoder accuracy per coded block, summed on the device.
-
-    Targets -1 mark padding (`train_hooks.data.PaddedDataset`) and are ignored, so batches keep one shape.
-    """
+    Targets -1 mark padding (`train_hooks.data.PaddedDataset`) and are ignored, so batches keep one shape."""
 
     def __init__(self, device: torch.device, block_names: Sequence[str]):
         self.block_names = list(block_names)
@@ -159,7 +163,7 @@ class CodedEvaluator:
 
 @torch.no_grad()
 def validate(model: nn.Module, loader, rt: Runtime, args, block_names: Sequence[str],
-             amp_dtype: torch.dtype = torch.bfloat16, prefetched: bool = False, step_metrics=None, epoch: int = 0,
+             amp_dtype: torch.dtype = torch.bfloat16, step_metrics=None, epoch: int = 0,
              log_suffix: str = '') -> Dict[str, float]:
     """Evaluate `model` over `loader` (padded batches); the metrics are read on the host once, at the end."""
     model.eval()
@@ -167,11 +171,8 @@ def validate(model: nn.Module, loader, rt: Runtime, args, block_names: Sequence[
     rt.end_step()
     start = time.time()
     for batch_idx, (input, target) in enumerate(loader):
-        if not prefetched:
-            input, target = input.to(rt.device), target.to(rt.device)
-        if args.channels_last:
-            input = input.contiguous(memory_format=torch.channels_last)
-        with rt.autocast(args.amp, amp_dtype):
+        input, target = _to_device(input, target, rt, args)
+        with torch.autocast(rt.device.type, dtype=amp_dtype, enabled=args.amp):
             output = model(input)
         output = output[0] if isinstance(output, (tuple, list)) else output
         evaluator.update(output, target, [s.argmax(dim=1) for s in early_decode(model)] if block_names else None)
@@ -182,7 +183,7 @@ def validate(model: nn.Module, loader, rt: Runtime, args, block_names: Sequence[
             _logger.info(f'Test{log_suffix}: [{batch_idx:>5d}/{len(loader)}]  {time.time() - start:.1f} s')
     metrics = evaluator.compute(rt)
     if rt.is_primary:
-        decs = ' '.join(f'{metrics[f"dec_acc_{n}"]:.1f}' for n in block_names)
         _logger.info(f'Test{log_suffix}: {metrics["samples"]} images  loss {metrics["loss"]:.4f}  top1 '
-                     f'{metrics["top1"]:.2f}  top5 {metrics["top5"]:.2f}' + (f'  dec-acc [{decs}]%' if decs else ''))
+                     f'{metrics["top1"]:.2f}  top5 {metrics["top5"]:.2f}{_dec_acc(metrics, block_names)}')
+    del metrics['samples']
     return metrics

@@ -4,14 +4,10 @@
     python -m train_hooks.train --config fashion_mnist --device cpu                              # offline, minutes
     torchrun --nproc_per_node 8 -m train_hooks.train --config imagenet_160 -b 192 --data-dir /data/imagenet
 
-Flags are timm train.py's (see `--help` and `train_hooks.args`); recipes live in `train_hooks/recipes/`.
-The loss is `CodedClassificationTask` (L_class + mu * coding loss, Eq. 6) for models with coded blocks and
-timm's `ClassificationTask` otherwise.
-
-Reproducibility: each epoch reseeds every RNG from (seed, epoch, rank), and `--resume` restores model,
-optimizer, scheduler, EMA, AMP scaler and epoch from the last completed epoch, so a run killed mid-epoch and
-resumed from its `last.pth.tar` repeats the interrupted epoch from its first batch and ends in the state of
-an uninterrupted run.
+Flags are timm train.py's (`train_hooks.args`), recipes are in `train_hooks/recipes/`. The loss is
+`CodedClassificationTask` (L_class + mu * coding loss, Eq. 6) with coded blocks, timm's `ClassificationTask` otherwise.
+Each epoch reseeds every RNG from (seed, epoch, rank) and `--resume` restores the whole state of the last completed
+epoch, so a run killed mid-epoch and resumed from its `last.pth.tar` ends in the state of an uninterrupted run.
 """
 import logging
 import os
@@ -30,8 +26,8 @@ from timm.models import safe_model_name
 from timm.optim import create_optimizer_v2, optimizer_kwargs
 from timm.scheduler import create_scheduler_v2, scheduler_kwargs
 from timm.task import ClassificationTask
-from timm.utils import CheckpointSaver, NativeScaler, distribute_bn, get_outdir, random_seed, setup_default_logging, \
-    trim_summary, update_summary
+from timm.utils import CheckpointSaver, NativeScaler, distribute_bn, get_outdir, setup_default_logging, trim_summary, \
+    update_summary
 
 from timm_coded.checkpoint import CheckpointError, check_checkpoint
 from timm_coded.data import FASHION_MNIST_MEAN, FASHION_MNIST_STD, dataset_targets
@@ -39,7 +35,7 @@ from timm_coded.layers import named_coded_blocks
 
 from .args import parse_args
 from .checkpoint import TrainState, resume_training, saver_kwargs
-from .data import FASHION_MNIST, create_datasets, create_eval_loader, create_mixup, create_train_loader
+from .data import FASHION_MNIST, create_datasets, create_loaders, create_mixup
 from .device import Runtime, epoch_seed, setup_runtime
 from .loop import train_one_epoch, validate
 from .task import CodedClassificationTask
@@ -50,32 +46,20 @@ __all__ = ['main', 'build_model', 'build_task']
 
 
 def _in_chans(args) -> int:
-    if args.input_size is not None:
-        return args.input_size[0]
-    return args.in_chans or 3
+    return args.input_size[0] if args.input_size is not None else args.in_chans or 3
 
 
 def build_model(args) -> nn.Module:
     """timm.create_model with the model kwargs, the coded flags and the timm model flags."""
-    kwargs = dict(args.model_kwargs)
-    if args.drop_subnn is not None:
-        kwargs['drop_subnn_rate'] = args.drop_subnn
-    if args.coding_ratios is not None:
-        kwargs['coding_ratios'] = tuple(args.coding_ratios)
-    if args.drop_path is not None:
-        kwargs['drop_path_rate'] = args.drop_path
+    flags = dict(drop_subnn_rate=args.drop_subnn, coding_ratios=args.coding_ratios and tuple(args.coding_ratios),
+                 drop_path_rate=args.drop_path)
+    kwargs = dict(args.model_kwargs, **{k: v for k, v in flags.items() if v is not None})
     if args.initial_checkpoint:
         check_checkpoint(args.initial_checkpoint)
     try:
         model = timm.create_model(
-            args.model,
-            pretrained=args.pretrained,
-            in_chans=_in_chans(args),
-            num_classes=args.num_classes,
-            drop_rate=args.drop,
-            checkpoint_path=args.initial_checkpoint or None,
-            **kwargs,
-        )
+            args.model, pretrained=args.pretrained, in_chans=_in_chans(args), num_classes=args.num_classes,
+            drop_rate=args.drop, checkpoint_path=args.initial_checkpoint or None, **kwargs)
     except TypeError as e:
         raise SystemExit(f'error: cannot build {args.model!r} with {kwargs}: {e}. --drop-subnn / --coding-ratios '
                          f'apply to Coded ResNeXt models only; check --model-kwargs names.')
@@ -141,12 +125,6 @@ def _check_targets(dataset, num_classes: int, what: str) -> None:
                          f'{num_classes} classes: pass --num-classes {int(targets.max()) + 1}.')
 
 
-def _output_dir(args, data_config: Dict[str, Any]) -> str:
-    name = args.experiment or '-'.join([
-        datetime.now().strftime('%Y%m%d-%H%M%S'), safe_model_name(args.model), str(data_config['input_size'][-1])])
-    return get_outdir(args.output or './output/train', name)
-
-
 def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     """Run training; returns {'output_dir', 'best_metric', 'best_epoch', 'last_eval'} (on every rank)."""
     setup_default_logging()
@@ -154,9 +132,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     if args.resume:
         check_checkpoint(args.resume)  # before any set-up work: a bad --resume fails at once
     rt = setup_runtime(args)
-    random_seed(args.seed, args.rank)
-    if rt.is_xla:
-        rt.seed(args.seed)
+    rt.seed(args.seed + args.rank)
 
     if args.dataset.lower() == FASHION_MNIST and args.mean is None and args.std is None:
         args.mean, args.std = list(FASHION_MNIST_MEAN), list(FASHION_MNIST_STD)
@@ -191,15 +167,12 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
 
     dataset_train, dataset_eval = create_datasets(args, _in_chans(args))
     _check_targets(dataset_train, args.num_classes, 'training')
-    cpu_loader_train = create_train_loader(args, dataset_train, data_config, rt.device, use_prefetcher,
-                                           rt.distributed, collate_fn=mixup_collate)
-    cpu_loader_eval = create_eval_loader(args, dataset_eval, eval_config, rt.device, use_prefetcher,
-                                         rt.distributed, rt.world_size)
+    cpu_loader_train, cpu_loader_eval = create_loaders(args, (dataset_train, dataset_eval), (data_config, eval_config),
+                                                       rt, use_prefetcher, collate_fn=mixup_collate)
     if len(cpu_loader_train) == 0:
         raise SystemExit(f'error: the training set ({len(dataset_train)} images) is smaller than one global batch: '
                          f'lower --batch-size.')
     loader_train, loader_eval = rt.device_loader(cpu_loader_train), rt.device_loader(cpu_loader_eval)
-    prefetched = use_prefetcher or rt.is_xla
 
     updates_per_epoch = (len(cpu_loader_train) + args.grad_accum_steps - 1) // args.grad_accum_steps
     lr_scheduler, num_epochs = create_scheduler_v2(
@@ -215,7 +188,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     if args.start_epoch is not None:
         start_epoch = args.start_epoch
     if lr_scheduler is not None and start_epoch > 0:
-        if getattr(args, 'sched_on_updates', False):
+        if args.sched_on_updates:
             lr_scheduler.step_update(start_epoch * updates_per_epoch)
         else:
             lr_scheduler.step(start_epoch)
@@ -226,12 +199,13 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
         task.prepare_distributed(device_ids=[rt.local_rank] if rt.device.type == 'cuda' else None)
 
     output_dir, saver, step_metrics = None, None, None
-    decreasing = args.eval_metric == 'loss'
     if rt.is_primary:
-        output_dir = _output_dir(args, data_config)
+        output_dir = get_outdir(args.output or './output/train', args.experiment or '-'.join([
+            datetime.now().strftime('%Y%m%d-%H%M%S'), safe_model_name(args.model), str(data_config['input_size'][-1])]))
         saver = CheckpointSaver(
-            model=model, args=args, checkpoint_dir=output_dir, recovery_dir=output_dir, decreasing=decreasing,
-            max_history=args.checkpoint_hist, task=task, **saver_kwargs(optimizer, train_state))
+            model=model, args=args, checkpoint_dir=output_dir, recovery_dir=output_dir,
+            decreasing=args.eval_metric == 'loss', max_history=args.checkpoint_hist, task=task,
+            **saver_kwargs(optimizer, train_state))
         with open(os.path.join(output_dir, 'args.yaml'), 'w') as f:
             f.write(args_text)
         if args.resume and os.path.dirname(os.path.abspath(args.resume)) == os.path.abspath(output_dir):
@@ -257,20 +231,17 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
 
             train_metrics, num_updates = train_one_epoch(
                 epoch, task, loader_train, optimizer, rt, args, block_names, num_updates,
-                lr_scheduler=lr_scheduler, loss_scaler=loss_scaler, amp_dtype=amp_dtype, prefetched=prefetched,
-                step_metrics=step_metrics)
+                lr_scheduler=lr_scheduler, loss_scaler=loss_scaler, amp_dtype=amp_dtype, step_metrics=step_metrics)
             if rt.distributed and args.dist_bn in ('broadcast', 'reduce'):
                 distribute_bn(task.get_trainable_module(), rt.world_size, args.dist_bn == 'reduce')
                 if task.has_ema():
                     distribute_bn(task.get_trainable_module(ema=True), rt.world_size, args.dist_bn == 'reduce')
 
-            eval_metrics = validate(
-                task.get_eval_model(), loader_eval, rt, args, block_names, amp_dtype, prefetched, step_metrics, epoch)
-            eval_metrics.pop('samples', None)
-            if task.has_ema():
-                ema_metrics = validate(task.get_eval_model(ema=True), loader_eval, rt, args, block_names, amp_dtype,
-                                       prefetched, step_metrics, epoch, log_suffix=' (EMA)')
-                eval_metrics.update((f'ema_{k}', v) for k, v in ema_metrics.items() if k != 'samples')
+            eval_metrics = OrderedDict()
+            for ema in (False, True) if task.has_ema() else (False,):
+                metrics = validate(task.get_eval_model(ema=ema), loader_eval, rt, args, block_names, amp_dtype,
+                                   step_metrics, epoch, log_suffix=' (EMA)' if ema else '')
+                eval_metrics.update((f'ema_{k}' if ema else k, v) for k, v in metrics.items())
             if args.eval_metric not in eval_metrics:
                 raise SystemExit(f'error: --eval-metric {args.eval_metric!r} is not one of {", ".join(eval_metrics)}.')
             latest_metric = eval_metrics[args.eval_metric]
@@ -284,7 +255,8 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
                 best_metric, best_epoch = saver.save_checkpoint(epoch, metric=latest_metric)
                 if step_metrics is not None:
                     step_metrics.save()
-            rt.barrier()
+            if rt.distributed:
+                dist.barrier()
     finally:
         if step_metrics is not None:
             step_metrics.save()

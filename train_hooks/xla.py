@@ -1,10 +1,8 @@
-""" PyTorch/XLA (TPU, or XLA:CPU for tests) pieces of `train_hooks.train`, imported only when training on XLA.
+""" PyTorch/XLA (TPU, or XLA:CPU for tests) runtime of `train_hooks.train`, imported only when training on XLA.
 
-* One device, or every device of the host with SPMD data parallelism: a 1-D mesh ('data',) and the batch
-  sharded along it by the parallel loader; parameters stay replicated, so the partitioner all-reduces the
-  gradients and BatchNorm sees the whole host batch.
-* `torch_xla.distributed.parallel_loader.MpDeviceLoader` feeds the device from a background thread.
-* `StepMetrics` records compile and device-to-host transfer counts per step (torch_xla.debug.metrics).
+One device, or SPMD data parallelism over every device of the host: a 1-D mesh ('data',) with the batch sharded
+along it by torch_xla's parallel loader and the parameters replicated, so the partitioner all-reduces the gradients
+and BatchNorm sees the whole host batch. `StepMetrics` records compile and device-to-host transfer counts per step.
 """
 import json
 import logging
@@ -12,7 +10,6 @@ import os
 from typing import Any, Dict, List, Optional
 
 import numpy as np
-import torch
 
 import torch_xla
 import torch_xla.core.xla_model as xm
@@ -20,13 +17,37 @@ import torch_xla.debug.metrics as met
 import torch_xla.distributed.parallel_loader as pl
 import torch_xla.runtime as xr
 
+from .device import Runtime
+
 _logger = logging.getLogger(__name__)
 
-__all__ = ['setup_xla', 'device_loader', 'sync', 'step_closure', 'set_seed', 'StepMetrics', 'compile_count',
-           'transfer_from_device_count']
+__all__ = ['XlaRuntime', 'setup_xla', 'StepMetrics']
 
 
-def setup_xla(spmd: Optional[bool] = None) -> Dict[str, Any]:
+class XlaRuntime(Runtime):
+    """A lazy XLA device: a step ends by launching its graph; host reads wait for it in a step closure."""
+    is_xla = True
+
+    def device_loader(self, loader):
+        """torch_xla's parallel loader; with a mesh, 4-D image batches are sharded along the batch dimension."""
+        kwargs = {}
+        if self.mesh is not None:
+            import torch_xla.distributed.spmd as xs
+            kwargs['input_sharding'] = xs.ShardingSpec(self.mesh, ('data', None, None, None))
+        return pl.MpDeviceLoader(loader, self.device, **kwargs)
+
+    def end_step(self) -> None:
+        torch_xla.sync()
+
+    def on_host(self, fn, tensors) -> None:
+        xm.add_step_closure(super().on_host, args=(fn, tensors))
+
+    def seed(self, seed: int) -> None:
+        super().seed(seed)
+        xm.set_rng_state(seed, device=self.device)  # dropSubNNs masks are drawn on the device
+
+
+def setup_xla(spmd: Optional[bool] = None) -> XlaRuntime:
     """The XLA device; with SPMD (default when the host has several devices) a 1-D 'data' mesh over all of them."""
     num_devices = xr.global_runtime_device_count()
     if spmd is None:
@@ -42,40 +63,11 @@ def setup_xla(spmd: Optional[bool] = None) -> Dict[str, Any]:
     device = torch_xla.device()
     _logger.info(f'XLA device {device} ({xr.device_type()}), {num_devices} device(s) on the host, '
                  f'SPMD data parallel: {"on" if spmd else "off"}')
-    return dict(device=device, spmd=spmd, mesh=mesh, num_devices=num_devices if spmd else 1)
+    return XlaRuntime(device=device, mesh=mesh, num_devices=num_devices if spmd else 1)
 
 
-def device_loader(loader, device: torch.device, mesh=None):
-    """torch_xla's parallel loader; with a mesh, 4-D image batches are sharded along the batch dimension."""
-    kwargs = {}
-    if mesh is not None:
-        import torch_xla.distributed.spmd as xs
-        kwargs['input_sharding'] = xs.ShardingSpec(mesh, ('data', None, None, None))
-    return pl.MpDeviceLoader(loader, device, **kwargs)
-
-
-def sync() -> None:
-    """Cut the lazy graph and launch it (one step)."""
-    torch_xla.sync()
-
-
-def step_closure(fn, args=()) -> None:
-    """Run fn(*args) once the current step has executed (tensors are then materialised)."""
-    xm.add_step_closure(fn, args=args)
-
-
-def set_seed(seed: int, device: torch.device) -> None:
-    """Seed the XLA device RNG (dropSubNNs masks drawn on device)."""
-    xm.set_rng_state(seed, device=device)
-
-
-def compile_count() -> int:
-    data = met.metric_data('CompileTime')
-    return int(data[0]) if data else 0
-
-
-def transfer_from_device_count() -> int:
-    data = met.metric_data('TransferFromDeviceTime')
+def _count(metric: str) -> int:
+    data = met.metric_data(metric)
     return int(data[0]) if data else 0
 
 
@@ -88,7 +80,7 @@ class StepMetrics:
 
     def record(self, phase: str, epoch: int, batch_idx: int, logged: bool = False) -> None:
         self.steps.append(dict(phase=phase, epoch=epoch, batch=batch_idx, logged=logged,
-                               compiles=compile_count(), transfers_from_device=transfer_from_device_count()))
+                               compiles=_count('CompileTime'), transfers_from_device=_count('TransferFromDeviceTime')))
 
     def save(self) -> None:
         tmp = self.path + '.tmp'
