@@ -1,10 +1,6 @@
-""" The coding loss (Eq. 6) in timm's training loop, without touching `forward(x)`.
-
-* `CodedClassificationTask`: timm's `ClassificationTask` whose loss adds mu * coding loss; used by
-  `train_hooks.train`.
-* `add_coding_loss`: the step both it and `train_hooks.timm_patch` (stock timm train.py) use.
-
-The maths (Eq. 5, early decoders) lives in `timm_coded.loss`.
+""" The coding loss (Eq. 6) in timm's training loop, without touching `forward(x)`: `CodedClassificationTask`, and
+`add_coding_loss`, the step it shares with `train_hooks.timm_patch`. The maths (Eq. 5, early decoders) lives in
+`timm_coded.loss`.
 """
 import logging
 from typing import Any, Callable, Dict, Optional, Union
@@ -32,22 +28,16 @@ def add_coding_loss(result: Dict[str, Any], model: nn.Module, target: torch.Tens
     with torch.no_grad():
         preds = torch.stack([early_decoder_scores(e.detach(), c, r).argmax(dim=1)
                              for e, c, r in zip(state.energies, state.codebooks, state.ratios)])
-    result['class_loss'] = result['loss']
-    result['coding_loss'] = losses.sum()
-    result['coding_losses'] = losses.detach()
-    result['decoder_preds'] = preds
-    result['loss'] = result['loss'] + mu * result['coding_loss'].to(result['loss'].dtype)
+    coding_loss = losses.sum()
+    result.update(class_loss=result['loss'], coding_loss=coding_loss, coding_losses=losses.detach(),
+                  decoder_preds=preds, loss=result['loss'] + mu * coding_loss.to(result['loss'].dtype))
     return result
 
 
 class CodedClassificationTask(ClassificationTask):
     """ClassificationTask whose loss is L_class + mu * coding loss (Eq. 6), for models with coded blocks.
-
-    Args:
-        model: A coded model (the task may later wrap it in DDP or torch.compile).
-        coding_loss_weight: mu; default $TIMM_CODED_MU or the model's own (6 CIFAR nets, 2 ImageNet).
-        Other arguments as timm's ClassificationTask.
-    """
+    coding_loss_weight: mu, default $TIMM_CODED_MU or the model's own (6 CIFAR nets, 2 ImageNet); other arguments as
+    timm's ClassificationTask (the task may later wrap the model in DDP or torch.compile)."""
     adds_coding_loss = True  # tells train_hooks.timm_patch not to add it a second time
 
     def __init__(self, model: nn.Module, criterion: Optional[Union[nn.Module, Callable]] = None,

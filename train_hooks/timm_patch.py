@@ -1,10 +1,8 @@
 """ Coding loss for stock timm `train.py`: `python train.py --device-modules train_hooks.timm_patch ...`.
 
-Importing this module registers the Coded ResNeXt models (it imports `timm_coded`) and patches
-`timm.task.ClassificationTask.forward` in place, once (importing it again changes nothing). The patched
-forward adds mu * coding loss (Eq. 6) only when the task trains a Coded ResNeXt with coded blocks; every
-other model trains exactly as before. mu: $TIMM_CODED_MU, else the model's `coding_loss_weight`
-(`--model-kwargs coding_loss_weight=4`), default 6 for the CIFAR nets and 2 for ImageNet.
+Importing it registers the Coded ResNeXt models and patches `timm.task.ClassificationTask.forward` once, to add
+mu * coding loss (Eq. 6) when the task trains a model with coded blocks; other models train exactly as before.
+mu: $TIMM_CODED_MU, else the model's `coding_loss_weight` (`--model-kwargs coding_loss_weight=4`; 6 CIFAR, 2 ImageNet).
 """
 import logging
 
