@@ -23,10 +23,9 @@ class _Parser(argparse.ArgumentParser):
 
     def parse_args(self, args=None, namespace=None):
         parsed, unknown = self.parse_known_args(args, namespace)
-        parts = []
+        parts, known = [], list(self._option_string_actions)
         for token in unknown:
             flag = token.split('=', 1)[0]
-            known = list(self._option_string_actions)
             hint = difflib.get_close_matches(flag, known, n=2) if flag.startswith('-') else []
             parts.append(f'{token!r}' + (f' (did you mean {" or ".join(hint)}?)' if hint else ''))
         if parts:
@@ -34,8 +33,8 @@ class _Parser(argparse.ArgumentParser):
         return parsed
 
 
-_INT, _FLOAT, _FLOATS, _KWARGS = dict(type=int), dict(type=float), dict(type=float, nargs='+'), \
-    dict(nargs='*', action=ParseKwargs)  # extra argparse kwargs of the flags below
+_INT, _FLOAT, _FLOATS = dict(type=int), dict(type=float), dict(type=float, nargs='+')  # extra argparse kwargs
+_KWARGS = dict(nargs='*', action=ParseKwargs)
 # (group, [(flag names, default, help[, extra argparse kwargs])]): timm train.py's flags, ours marked "(ours)". The
 # type follows the default unless given; a bool default makes a store_true / store_false switch.
 _FLAGS = [
