@@ -18,15 +18,10 @@ BENCHMARKS = ROOT / 'BENCHMARKS.md'
 
 def machine_info() -> str:
     """One Markdown line: CPU model, cores, load, torch/timm versions, UTC date."""
-    cpu = platform.processor() or 'unknown CPU'
-    try:
-        for line in Path('/proc/cpuinfo').read_text().splitlines():
-            if line.startswith('model name'):
-                cpu = line.split(':', 1)[1].strip()
-                break
-    except OSError:
-        pass
     import timm
+    cpuinfo = Path('/proc/cpuinfo')
+    model = re.search(r'^model name\s*:\s*(.+)$', cpuinfo.read_text(), re.M) if cpuinfo.exists() else None
+    cpu = model[1].strip() if model else platform.processor() or 'unknown CPU'
     load = os.getloadavg()[0] if hasattr(os, 'getloadavg') else float('nan')
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'no GPU'
     return (f'{cpu}, {os.cpu_count()} cores, {gpu}, load average {load:.2f} at start; torch {torch.__version__}, '
@@ -57,18 +52,14 @@ def time_interleaved_samples(fns: Dict[str, Callable[[], None]], repeats: int, w
     """Seconds of every call of each fn, calls interleaved (a, b, a, b, ...) so drift hits all alike; on CUDA each
     call ends with a device synchronisation, so its time covers the device work."""
     sync = torch.cuda.synchronize if torch.device(device).type == 'cuda' else lambda: None
-    for _ in range(warmup):
-        for fn in fns.values():
-            fn()
-            sync()
     samples: Dict[str, List[float]] = {k: [] for k in fns}
-    for _ in range(repeats):
+    for _ in range(warmup + repeats):
         for key, fn in fns.items():
             t0 = time.perf_counter()
             fn()
             sync()
             samples[key].append(time.perf_counter() - t0)
-    return samples
+    return {k: v[warmup:] for k, v in samples.items()}  # warm-up calls dropped
 
 
 def time_interleaved(fns: Dict[str, Callable[[], None]], repeats: int, warmup: int = 2,
@@ -84,12 +75,9 @@ def activation_bytes(fn: Callable[[], object], module: torch.nn.Module) -> int:
     storages = {}
 
     def pack(t: torch.Tensor):
-        try:
-            storage = t.untyped_storage()
-            if storage.data_ptr() not in excluded:
-                storages[storage.data_ptr()] = storage.nbytes()
-        except (RuntimeError, NotImplementedError):
-            pass
+        storage = t.untyped_storage()
+        if storage.data_ptr() not in excluded:
+            storages[storage.data_ptr()] = storage.nbytes()
         return t
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         fn()
