@@ -1,21 +1,21 @@
 """Coded ResNeXt vs timm ResNeXt: train-step time and memory, and the coded block vs the explicit formulation.
 
-Figures (each a ratio measured side by side in one run, calls interleaved):
-1. train step (forward + backward + SGD step; the coded step includes mu * coding loss) of
-   coded_resnext50_32x4d vs timm's resnext50_32x4d at 160 px, and of the CIFAR nets vs their baselines;
-2. the ImageNet stage-4 coded block at 160 px (5x5, batch >= 8), forward + backward, against the explicit
-   per-subNN formulation (grouped 1x1 expand to N*C channels, as the paper authors implement it).
-Memory: bytes of the tensors autograd saves for backward (activation memory, exact), and the peak memory of
-training (CUDA allocator peak on a GPU, peak RSS on the CPU). Writes the `bench_models` (CPU, glibc malloc
-defaults), `bench_models_cpu_cached_malloc` (CPU run with MALLOC_* tunables that keep freed memory, e.g.
-`MALLOC_MMAP_THRESHOLD_=4294967296 MALLOC_TRIM_THRESHOLD_=68719476736`) or `bench_models_cuda` section of
-BENCHMARKS.md.
+Ratios measured side by side in one run, calls interleaved: the train step of coded_resnext50_32x4d vs timm's
+resnext50_32x4d at 160 px and of the CIFAR nets vs their baselines, and the stage-4 coded block vs the paper authors'
+explicit formulation (`ExplicitCodedBlock`); activation memory (exact) and the peak memory of training. Writes the
+`bench_models` (CPU, glibc malloc defaults), `bench_models_cpu_cached_malloc` (CPU run with MALLOC_* tunables that
+keep freed memory, e.g. `MALLOC_MMAP_THRESHOLD_=4294967296 MALLOC_TRIM_THRESHOLD_=68719476736`) or
+`bench_models_cuda` section of BENCHMARKS.md (`..._compile` with --compile).
 
     python bench/bench_models.py [--batches 8,32] [--repeats 7] [--device cpu|cuda]
 """
 import argparse
+import multiprocessing
 import os
-from typing import Dict, List, Optional, Tuple
+import re
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Dict, List, Optional
 
 import timm
 import torch
@@ -37,24 +37,20 @@ class ExplicitCodedBlock(nn.Module):
         self.block = block
         c, nd = block.conv3.weight.shape[:2]
         self.n = block.num_subnns
-        d = nd // self.n
         # grouped 1x1 conv: group n maps h_n (d channels) to t_n (C channels) with W_n
-        w = block.conv3.weight.detach().reshape(c, self.n, d).permute(1, 0, 2).reshape(self.n * c, d, 1, 1)
+        w = block.conv3.weight.detach().reshape(c, self.n, -1).transpose(0, 1).reshape(self.n * c, -1, 1, 1)
         self.expand = nn.Conv2d(nd, self.n * c, 1, groups=self.n, bias=False)
         self.expand.weight = nn.Parameter(w.clone())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b = self.block
-        shortcut = x
         h = b.act2(b.bn2(b.conv2(b.act1(b.bn1(b.conv1(x))))))
         t = self.expand(h)
         t = t.view(t.shape[0], self.n, -1, *t.shape[2:])
         keep = b.subnn_drop.sample(t) if self.training and b.subnn_drop.rate > 0 else None
         out, b.subnn_energies = subnn_coding_reference(t, keep, b.energy_eps)  # Eq. 2-3 + dropSubNNs, literally
-        out = b.bn3(out)
-        if b.downsample is not None:
-            shortcut = b.downsample(shortcut)
-        return F.relu(out + shortcut)
+        shortcut = x if b.downsample is None else b.downsample(x)
+        return F.relu(b.bn3(out) + shortcut)
 
 
 def train_step_fn(model: nn.Module, x: torch.Tensor, y: torch.Tensor, coded: bool, amp: bool = False):
@@ -63,8 +59,7 @@ def train_step_fn(model: nn.Module, x: torch.Tensor, y: torch.Tensor, coded: boo
 
     def step():
         with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp):
-            out = model(x)
-            loss = F.cross_entropy(out, y)
+            loss = F.cross_entropy(model(x), y)
             if coded:
                 loss = loss + 2. * timm_coded.coding_loss(model, y)
         opt.zero_grad(set_to_none=True)
@@ -73,116 +68,76 @@ def train_step_fn(model: nn.Module, x: torch.Tensor, y: torch.Tensor, coded: boo
     return step
 
 
-_PEAK_PROBE = r"""
-import resource, sys, timm, torch, torch.nn.functional as F, timm_coded
-name, size, batch, k, device = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
-amp, cuda = bool(int(sys.argv[6])), device.startswith('cuda')
-torch.backends.cudnn.benchmark = cuda
-torch.manual_seed(0)
-model = timm.create_model(name, num_classes=k).to(device).train()
-opt = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9, nesterov=True)
-x, y = torch.randn(batch, 3, size, size, device=device), torch.randint(k, (batch,), device=device)
-coded = bool(getattr(model, 'coded_blocks', list)())
-def rss():
-    return int(open('/proc/self/statm').read().split()[1]) * resource.getpagesize()
-base = torch.cuda.memory_allocated() if cuda else rss()
-for _ in range(3):
-    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp):
-        loss = F.cross_entropy(model(x), y)
-        if coded:
-            loss = loss + 2. * timm_coded.coding_loss(model, y)
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    opt.step()
-peak = torch.cuda.max_memory_allocated() if cuda else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-print(peak - base)
-"""
-
-
-def peak_growth(name: str, size: int, batch: int, num_classes: int, device: torch.device,
-                amp: bool = False) -> float:
-    """Peak memory growth (MiB) over 3 training steps, in a fresh process, on top of the process with the model
-    built: activations, gradients, optimizer state and workspace. CUDA: `max_memory_allocated`; CPU: peak RSS."""
-    import subprocess
-    import sys
-    env = dict(os.environ, OMP_NUM_THREADS=str(torch.get_num_threads()))
-    out = subprocess.run([sys.executable, '-c', _PEAK_PROBE, name, str(size), str(batch), str(num_classes),
-                          str(device), str(int(amp))], capture_output=True, text=True, check=True, env=env)
-    return int(out.stdout.strip().splitlines()[-1]) / 2 ** 20
-
-
-def bench_pair(coded_name: str, base_name: str, size: int, batch: int, repeats: int, device: torch.device,
-               num_classes: int, amp: bool = False, compiled: bool = False) -> Dict[str, Optional[float]]:
-    """Train-step time of the pair, side by side; activation and peak memory in eager mode only."""
+def peak_probe(name: str, size: int, batch: int, num_classes: int, device: str, amp: bool) -> int:
+    """Peak memory growth (bytes) over 3 training steps, on top of the process with the model built: activations,
+    gradients, optimizer state and workspace. CUDA: `max_memory_allocated`; CPU: peak RSS (VmHWM, which unlike
+    `ru_maxrss` does not inherit the parent's peak across fork + exec)."""
+    cuda = device.startswith('cuda')
+    torch.backends.cudnn.benchmark = cuda
     torch.manual_seed(0)
-    coded = timm.create_model(coded_name, num_classes=num_classes).to(device).train()
-    base = timm.create_model(base_name, num_classes=num_classes).to(device).train()
+    model = timm.create_model(name, num_classes=num_classes).to(device).train()
+    x, y = torch.randn(batch, 3, size, size, device=device), torch.randint(num_classes, (batch,), device=device)
+    step = train_step_fn(model, x, y, bool(getattr(model, 'coded_blocks', list)()), amp)
+    base = torch.cuda.memory_allocated() if cuda else proc_status_bytes('VmRSS')
+    for _ in range(3):
+        step()
+    return (torch.cuda.max_memory_allocated() if cuda else proc_status_bytes('VmHWM')) - base
+
+
+def proc_status_bytes(key: str) -> int:
+    """A memory figure of /proc/self/status (VmRSS: resident now; VmHWM: its peak), in bytes."""
+    return int(re.search(rf'^{key}:\s*(\d+) kB', Path('/proc/self/status').read_text(), re.M)[1]) * 1024
+
+
+def peak_growth(*probe_args) -> float:
+    """`peak_probe` in a fresh (spawned) process, in MiB."""
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context('spawn')) as pool:
+        return pool.submit(peak_probe, *probe_args).result() / 2 ** 20
+
+
+def bench_pair(coded_name: str, base_name: str, size: int, batch: int, num_classes: int, amp: bool, repeats: int,
+               device: torch.device, compiled: bool) -> Dict[str, Dict[str, float]]:
+    """{'time' / 'ratio': medians and quartiles, 'act' / 'peak': MiB (eager only)} of the pair's train steps."""
+    torch.manual_seed(0)
+    names = {'coded': coded_name, 'base': base_name}
+    models = {k: timm.create_model(n, num_classes=num_classes).to(device).train() for k, n in names.items()}
     x = torch.randn(batch, 3, size, size, device=device)
     y = torch.randint(num_classes, (batch,), device=device)
-    models = {'coded': coded, 'base': base}
     steps = {k: train_step_fn(torch.compile(m) if compiled else m, x, y, k == 'coded', amp) for k, m in models.items()}
     warmup = 5 if device.type == 'cuda' else 2  # cudnn.benchmark picks its algorithms in the first steps
     samples = time_interleaved_samples(steps, repeats, warmup, device)
-    times = {k: median(v) for k, v in samples.items()}
     ratios = sorted(a / b for a, b in zip(samples['coded'], samples['base']))  # the two steps of each round
-    timing = dict(time_coded=times['coded'], time_base=times['base'], time_ratio=median(ratios),
-                  ratio_lo=ratios[len(ratios) // 4], ratio_hi=ratios[-1 - len(ratios) // 4])
+    r = {'time': {k: median(v) for k, v in samples.items()},
+         'ratio': {'median': median(ratios), 'lo': ratios[len(ratios) // 4], 'hi': ratios[-1 - len(ratios) // 4]}}
     if compiled:  # saved-tensor hooks and fresh-process peaks would measure (and re-run) the compiler
-        return dict(timing, act_coded=None, act_base=None, act_ratio=None, peak_coded=None, peak_base=None,
-                    peak_ratio=None)
+        return r
+    coded, base = models.values()
     fwd = {'coded': lambda: coded(x).sum() + timm_coded.coding_loss(coded, y), 'base': lambda: base(x).sum()}
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-        act = {k: activation_bytes(fn, m) for (k, fn), m in zip(fwd.items(), (coded, base))}
-    peak = {'coded': peak_growth(coded_name, size, batch, num_classes, device, amp),
-            'base': peak_growth(base_name, size, batch, num_classes, device, amp)}
-    return dict(timing, act_coded=act['coded'] / 2 ** 20, act_base=act['base'] / 2 ** 20,
-                act_ratio=act['coded'] / act['base'], peak_coded=peak['coded'], peak_base=peak['base'],
-                peak_ratio=peak['coded'] / peak['base'])
+        r['act'] = {k: activation_bytes(fwd[k], m) / 2 ** 20 for k, m in models.items()}
+    r['peak'] = {k: peak_growth(n, size, batch, num_classes, str(device), amp) for k, n in names.items()}
+    return r
 
 
-def bench_block(batch: int, repeats: int, device: torch.device) -> Dict[str, float]:
-    """coded_resnext50_32x4d layer4[1] (2048 -> 2048, N = 32, d = 32) on its 160 px input (5x5)."""
+def bench_block(batch: int, repeats: int, device: torch.device) -> Dict[str, Dict[str, float]]:
+    """coded_resnext50_32x4d layer4[1] (2048 -> 2048, N = 32, d = 32) on its 160 px input (5x5): {'time', 'act'}."""
     torch.manual_seed(0)
-    model = timm.create_model('coded_resnext50_32x4d')
-    block = model.layer4[1].to(device).train()
+    block = timm.create_model('coded_resnext50_32x4d').layer4[1].to(device).train()
     block.subnn_drop.rate = 0.  # identical maths in both, no random masks
     explicit = ExplicitCodedBlock(block).to(device).train()
     x = torch.randn(batch, 2048, 5, 5, device=device, requires_grad=True)
     with torch.no_grad():
         torch.testing.assert_close(block.eval()(x), explicit.eval()(x), rtol=1e-3, atol=1e-4)
     block.train(), explicit.train()
+    modules = {'coded': block, 'explicit': explicit}
 
     def fb(module):
         def run():
             out = module(x)
             (out.square().mean() + block.subnn_energies.square().mean()).backward()
         return run
-    fns = {'coded': fb(block), 'explicit': fb(explicit)}
-    times = time_interleaved(fns, repeats * 4, device=device)
-    act = {k: activation_bytes(lambda m=m: m(x), m) for k, m in (('coded', block), ('explicit', explicit))}
-    return dict(time_coded=times['coded'], time_explicit=times['explicit'],
-                speedup=times['explicit'] / times['coded'],
-                act_coded=act['coded'] / 2 ** 20, act_explicit=act['explicit'] / 2 ** 20,
-                act_ratio=act['coded'] / act['explicit'])
-
-
-def allocator_env() -> Dict[str, str]:
-    """The CPU allocator settings of this run (glibc tunables, a preloaded malloc)."""
-    return {k: v for k, v in sorted(os.environ.items()) if k.startswith('MALLOC_') or k == 'LD_PRELOAD'}
-
-
-def env_prefix() -> str:
-    """The allocator settings of this run as a shell prefix, so the command line reproduces it."""
-    return ''.join(f'{k}={v} ' for k, v in allocator_env().items())
-
-
-def malloc_note() -> str:
-    """How the CPU allocator was configured (glibc tunables change how often large buffers are page-faulted)."""
-    tun = allocator_env()
-    if not tun:
-        return 'glibc malloc defaults'
-    return ('glibc malloc keeping freed memory in the process (' + ', '.join(f'{k}={v}' for k, v in tun.items())
-            + '), as a caching allocator does: large buffers are not page-faulted anew every step')
+    return {'time': time_interleaved({k: fb(m) for k, m in modules.items()}, repeats * 4, device=device),
+            'act': {k: activation_bytes(lambda m=m: m(x), m) / 2 ** 20 for k, m in modules.items()}}
 
 
 def batch_list(arg: Optional[str], default: str) -> List[int]:
@@ -190,17 +145,15 @@ def batch_list(arg: Optional[str], default: str) -> List[int]:
     return [int(b) for b in (default if arg is None else arg).split(',') if b]
 
 
-def pair_row(coded: str, base: str, size: int, batch: int, amp: bool, r: Dict[str, Optional[float]]) -> str:
+def pair_row(coded: str, base: str, size: int, batch: int, amp: bool, r: Dict[str, Dict[str, float]]) -> str:
     """One Markdown row of the pair table (memory columns 'n/a' when not measured, i.e. compiled)."""
-    precision = ', bf16 autocast' if amp else ''
-    if r['act_ratio'] is None:
-        act, peak = 'n/a (compiled) | n/a', 'n/a (compiled)'
-    else:
-        act = f'{r["act_coded"]:.1f} / {r["act_base"]:.1f} MiB | **{r["act_ratio"]:.3f}**'
-        peak = f'{r["peak_coded"]:.0f} / {r["peak_base"]:.0f} MiB = **{r["peak_ratio"]:.3f}**'
-    return (f'| `{coded}` vs `{base}` | {size} px, batch {batch}{precision} | {r["time_coded"] * 1e3:.1f} / '
-            f'{r["time_base"] * 1e3:.1f} ms | **{r["time_ratio"]:.3f}** ({r["ratio_lo"]:.3f}-{r["ratio_hi"]:.3f}) | '
-            f'{act} | {peak} |')
+    (tc, tb), q = r['time'].values(), r['ratio']
+    act, peak = 'n/a (compiled) | n/a', 'n/a (compiled)'
+    if 'act' in r:
+        (ac, ab), (pc, pb) = r['act'].values(), r['peak'].values()
+        act, peak = f'{ac:.1f} / {ab:.1f} MiB | **{ac / ab:.3f}**', f'{pc:.0f} / {pb:.0f} MiB = **{pc / pb:.3f}**'
+    return (f'| `{coded}` vs `{base}` | {size} px, batch {batch}{", bf16 autocast" if amp else ""} | {tc * 1e3:.1f} / '
+            f'{tb * 1e3:.1f} ms | **{q["median"]:.3f}** ({q["lo"]:.3f}-{q["hi"]:.3f}) | {act} | {peak} |')
 
 
 def main() -> None:
@@ -220,57 +173,57 @@ def main() -> None:
     args = parser.parse_args()
     device = torch.device(args.device)
     cuda = device.type == 'cuda'
-    if cuda:
-        torch.backends.cudnn.benchmark = True  # as timm's train.py
-    batches = batch_list(args.batches, '32,128,256' if cuda else '8,32')
+    torch.backends.cudnn.benchmark = cuda  # as timm's train.py
     cifar_batch = args.cifar_batch if args.cifar_batch is not None else (128 if cuda else 32)
     info = machine_info()
+    malloc = {k: v for k, v in sorted(os.environ.items()) if k.startswith('MALLOC_') or k == 'LD_PRELOAD'}
 
-    rows = []
-    amp_batches = batch_list(args.amp_batches, '256' if cuda and not args.compile else '')
-    pairs: List[Tuple[str, str, int, int, int, bool]] = [
-        ('coded_resnext50_32x4d', 'resnext50_32x4d', 160, b, 1000, False) for b in batches]
-    pairs += [('coded_resnext50_32x4d', 'resnext50_32x4d', 160, b, 1000, True) for b in amp_batches]
+    r50 = ('coded_resnext50_32x4d', 'resnext50_32x4d', 160)
+    pairs = [(*r50, b, 1000, False) for b in batch_list(args.batches, '32,128,256' if cuda else '8,32')]
+    pairs += [(*r50, b, 1000, True) for b in batch_list(args.amp_batches, '256' if cuda and not args.compile else '')]
     if cifar_batch:
         pairs += [('coded_resnext29_10x11d', 'resnext29_10x11d', 32, cifar_batch, 10, False),
                   ('coded_resnext29_20x6d', 'resnext29_20x6d', 32, cifar_batch, 100, False)]
+    rows = []
     for coded, base, size, batch, k, amp in pairs:
-        r = bench_pair(coded, base, size, batch, args.repeats, device, k, amp, args.compile)
+        r = bench_pair(coded, base, size, batch, k, amp, args.repeats, device, args.compile)
         print(coded, batch, 'amp' if amp else 'fp32', r, flush=True)
         rows.append(pair_row(coded, base, size, batch, amp, r))
     block_rows = []
     for batch in batch_list(args.block_batches, '' if args.compile else '8,256' if cuda else '8,32'):
         blk = bench_block(batch, args.repeats, device)
         print('block', batch, blk, flush=True)
-        block_rows.append(
-            f'| {batch} | {blk["time_coded"] * 1e3:.2f} / {blk["time_explicit"] * 1e3:.2f} ms | '
-            f'**{blk["speedup"]:.2f}x faster** | {blk["act_coded"]:.2f} / {blk["act_explicit"]:.2f} MiB | '
-            f'**{blk["act_ratio"]:.3f}x** |')
+        (tc, te), (ac, ae) = blk['time'].values(), blk['act'].values()
+        block_rows.append(f'| {batch} | {tc * 1e3:.2f} / {te * 1e3:.2f} ms | **{te / tc:.2f}x faster** | '
+                          f'{ac:.2f} / {ae:.2f} MiB | **{ac / ae:.3f}x** |')
 
-    where = (f'Device: `{device}` ({torch.cuda.get_device_name(device)}), cudnn.benchmark on, TF32: convolutions '
-             f'{torch.backends.cudnn.allow_tf32}, matmuls {torch.backends.cuda.matmul.allow_tf32} (torch defaults)'
-             if cuda else f'Device: `cpu`, {torch.get_num_threads()} threads, {malloc_note()}')
-    peak_how = ('growth of `torch.cuda.max_memory_allocated`' if cuda else 'growth of the peak RSS') + (
-        ' over 3 training steps in a fresh process per model, above the process with the model built '
-        '(activations, gradients, optimizer state, workspace)')
+    if cuda:
+        where = (f'Device: `{device}` ({torch.cuda.get_device_name(device)}), cudnn.benchmark on, TF32: convolutions '
+                 f'{torch.backends.cudnn.allow_tf32}, matmuls {torch.backends.cuda.matmul.allow_tf32} (torch defaults)')
+    else:
+        where = f'Device: `cpu`, {torch.get_num_threads()} threads, ' + (
+            f'glibc malloc keeping freed memory in the process ({", ".join(f"{k}={v}" for k, v in malloc.items())}), '
+            'as a caching allocator does: large buffers are not page-faulted anew every step' if malloc
+            else 'glibc malloc defaults')
+    peak = '`torch.cuda.max_memory_allocated`' if cuda else 'the peak RSS'
+    title, compile_note = f', coded block vs explicit subNNs ({device.type.upper()})', ''
     if args.compile:
+        title = f' ({device.type.upper()}, torch.compile)'
         where += '; both models under `torch.compile` (default mode), compiled in the warm-up steps'
-    title = 'Coded ResNeXt vs timm ResNeXt (train step)' + (
-        f' ({device.type.upper()}, torch.compile)' if args.compile
-        else f', coded block vs explicit subNNs ({device.type.upper()})')
-    compile_note = (' Under torch.compile only the step time is measured: saved-tensor hooks and fresh-process peaks '
-                    'would measure the compiler as well.' if args.compile else '')
-    body = f"""## {title}
+        compile_note = (' Under torch.compile only the step time is measured: saved-tensor hooks and fresh-process '
+                        'peaks would measure the compiler as well.')
+    body = f"""## Coded ResNeXt vs timm ResNeXt (train step){title}
 
 Machine: {info}. {where}.
-Command: `{env_prefix()}{command_line()}`
+Command: `{''.join(f'{k}={v} ' for k, v in malloc.items())}{command_line()}`
 
 Train step = forward + backward + SGD (Nesterov) step; the coded step also computes 2 x coding loss. The two
 models' steps alternate ({args.repeats} rounds after warm-up); time ratio = median over rounds of the ratio of
 the two steps of a round (in brackets: the interquartile range of those ratios); step times are medians.
 Activation memory = bytes of the distinct tensors autograd saves for backward in one forward (+ coding loss),
 the part of training memory that depends on the block design (parameters, gradients and optimizer state are
-identical: same parameter count). Peak memory: {peak_how}.{compile_note}
+identical: same parameter count). Peak memory: growth of {peak} over 3 training steps in a fresh process per \
+model, above the process with the model built (activations, gradients, optimizer state, workspace).{compile_note}
 
 | pair | input | step time coded / base | time ratio (target <= 1.03) | activation memory coded / base | activation ratio | peak memory coded / base (target <= 1.05) |
 |---|---|---|---|---|---|---|
@@ -287,7 +240,7 @@ interleaved runs:
 """
     print(body)
     if not args.no_write:
-        key = 'bench_models_cuda' if cuda else 'bench_models_cpu_cached_malloc' if allocator_env() else 'bench_models'
+        key = 'bench_models_cuda' if cuda else 'bench_models_cpu_cached_malloc' if malloc else 'bench_models'
         write_section(key + ('_compile' if args.compile else ''), body)
 
 
