@@ -19,56 +19,29 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
+from timm_coded.analyze.report import markdown_table
+
 from common import ROOT, machine_info, write_section
 
 OUT = ROOT / 'output' / 'mechanism'             # checkpoints, logs and analysis reports (not tracked)
 RESULTS = ROOT / 'bench' / 'results' / 'mechanism'  # one JSON per setting (tracked): what `--report` reads
 
 
-def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    p.add_argument('--model', default='coded_resnext11_10x4d')
-    p.add_argument('--baseline', default='resnext11_10x4d')
-    p.add_argument('--layers', type=int, nargs='+', default=None, help='blocks per stage (model kwarg)')
-    p.add_argument('--coding-ratios', nargs='+', default=None)
-    p.add_argument('--mu', type=float, default=6.)
-    p.add_argument('--drop-subnn', type=float, default=0.1)
-    p.add_argument('--per-class', type=int, default=2000, help='training images per class')
-    p.add_argument('--epochs', type=int, default=6)
-    p.add_argument('--seed', type=int, default=42)
-    p.add_argument('--batch-size', type=int, default=None, help="batch of both runs (default: the recipe's, 128)")
-    p.add_argument('--extra', default='', help='more train_hooks.train flags for the coded run, one string')
-    p.add_argument('--threads', type=int, default=None, help='OMP_NUM_THREADS of each command')
-    p.add_argument('--train-samples', type=int, default=5000, help='training images for the BC thresholds')
-    p.add_argument('--out', default=str(OUT))
-    p.add_argument('--results', default=str(RESULTS), help='folder of the settings JSONs')
-    p.add_argument('--report', action='store_true', help='write the BENCHMARKS.md section from saved settings')
-    p.add_argument('--baseline-only', action='store_true', help='train the plain baseline of the setting, nothing else')
-    return p.parse_args(argv)
-
-
-def setting_name(args: argparse.Namespace) -> str:
-    arch = args.model + ('-L' + ''.join(map(str, args.layers)) if args.layers else '')
-    ratios = '-r' + '_'.join(r.replace('/', 'o') for r in args.coding_ratios) if args.coding_ratios else ''
-    extra = '-x' + ''.join(c if c.isalnum() else '_' for c in args.extra) if args.extra else ''
-    return (f'{arch}{ratios}-mu{args.mu:g}-p{args.drop_subnn:g}-n{args.per_class}-e{args.epochs}{_batch(args)}'
-            f'-s{args.seed}{extra}')
-
-
-def _batch(args: argparse.Namespace) -> str:
-    return f'-b{args.batch_size}' if args.batch_size else ''
-
-
-def baseline_name(args: argparse.Namespace) -> str:
-    arch = args.baseline + ('-L' + ''.join(map(str, args.layers)) if args.layers else '')
-    return f'{arch}-n{args.per_class}-e{args.epochs}{_batch(args)}-s{args.seed}'
+def run_name(args: argparse.Namespace, coded: bool = True) -> str:
+    """The name of the setting's coded run or (coded=False) of its plain baseline: every option that varies."""
+    arch = (args.model if coded else args.baseline) + ('-L' + ''.join(map(str, args.layers)) if args.layers else '')
+    coding = extra = ''
+    if coded:
+        ratios = '-r' + '_'.join(r.replace('/', 'o') for r in args.coding_ratios) if args.coding_ratios else ''
+        coding = f'{ratios}-mu{args.mu:g}-p{args.drop_subnn:g}'
+        extra = '-x' + ''.join(c if c.isalnum() else '_' for c in args.extra) if args.extra else ''
+    batch = f'-b{args.batch_size}' if args.batch_size else ''
+    return f'{arch}{coding}-n{args.per_class}-e{args.epochs}{batch}-s{args.seed}{extra}'
 
 
 def run(cmd: List[str], log: Path, threads: Optional[int]) -> float:
     """Run a command (output to `log`); returns its wall time in seconds, or stops on failure."""
-    env = dict(os.environ)
-    if threads:
-        env['OMP_NUM_THREADS'] = str(threads)
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads)) if threads else None
     t0 = time.time()
     with open(log, 'w') as f:
         f.write(shlex.join(cmd) + '\n')
@@ -79,21 +52,22 @@ def run(cmd: List[str], log: Path, threads: Optional[int]) -> float:
     return time.time() - t0
 
 
-def train(model: str, name: str, args: argparse.Namespace, out: Path, coded: bool) -> Dict[str, Any]:
-    """Train once; a second call for the same run (another setting's baseline) waits for the first."""
-    run_dir = out / 'train' / name
-    done = run_dir / 'train_seconds.json'
-    lock = out / 'train' / f'{name}.lock'
-    lock.parent.mkdir(parents=True, exist_ok=True)
+def train(args: argparse.Namespace, coded: bool) -> Dict[str, Any]:
+    """Train the setting's coded net or its baseline once; a second call for the same run (another setting's
+    baseline) waits for the first."""
+    out, name = Path(args.out) / 'train', run_name(args, coded)
+    done, lock = out / name / 'train_seconds.json', out / f'{name}.lock'
+    out.mkdir(parents=True, exist_ok=True)
     while not done.exists():
         try:
             os.close(os.open(lock, os.O_CREAT | os.O_EXCL))
         except FileExistsError:
             time.sleep(30)
             continue
+        model = args.model if coded else args.baseline
         cmd = [sys.executable, '-m', 'train_hooks.train', '--config', 'fashion_mnist', '--model', model,
                '--train-per-class', str(args.per_class), '--val-per-class', '100', '--epochs', str(args.epochs),
-               '--seed', str(args.seed), '--workers', '0', '--log-interval', '100', '--output', str(out / 'train'),
+               '--seed', str(args.seed), '--workers', '0', '--log-interval', '100', '--output', str(out),
                '--experiment', name]
         if args.batch_size:
             cmd += ['--batch-size', str(args.batch_size)]
@@ -104,7 +78,7 @@ def train(model: str, name: str, args: argparse.Namespace, out: Path, coded: boo
             if args.coding_ratios:
                 cmd += ['--coding-ratios', *args.coding_ratios]
             cmd += shlex.split(args.extra)
-        seconds = run(cmd, out / 'train' / f'{name}.log', args.threads)
+        seconds = run(cmd, out / f'{name}.log', args.threads)
         done.write_text(json.dumps({'seconds': seconds, 'command': shlex.join(cmd[1:])}))
         lock.unlink()
     return json.loads(done.read_text())
@@ -113,9 +87,8 @@ def train(model: str, name: str, args: argparse.Namespace, out: Path, coded: boo
 def summarize(results: Dict[str, Any]) -> Dict[str, Any]:
     """The study's figures from an analysis results.json."""
     mean = results['binary_classifiers']['mean']
-    row = {'top1': results['accuracy'], 'baseline_top1': results['baseline_accuracy']}
-    for kind in ('coded', 'plain', 'full_logit', 'plain_full_logit'):
-        row[f'bc_{kind}'] = mean[kind]['val']
+    row = {'top1': results['accuracy'], 'baseline_top1': results['baseline_accuracy'],
+           **{f'bc_{kind}': mean[kind]['val'] for kind in ('coded', 'plain', 'full_logit', 'plain_full_logit')}}
     row['gap'] = row['bc_coded']['f1'] - row['bc_plain']['f1']
     dec = results['early_decoders']
     row['decoders'] = dict(zip(dec['blocks'], dec['accuracy']))
@@ -129,12 +102,11 @@ def summarize(results: Dict[str, Any]) -> Dict[str, Any]:
 
 def study(args: argparse.Namespace) -> Path:
     out = Path(args.out)
-    name, base = setting_name(args), baseline_name(args)
-    lock = out / 'train' / f'{base}.lock'
-    if not (out / 'train' / base / 'train_seconds.json').exists() and not lock.exists():  # baseline first
-        plain = train(args.baseline, base, args, out, coded=False)
-    coded = train(args.model, name, args, out, coded=True)
-    plain = train(args.baseline, base, args, out, coded=False)  # done, or being trained by another setting
+    name, base = run_name(args), run_name(args, coded=False)
+    if not (out / 'train' / f'{base}.lock').exists():  # baseline first, unless another setting is training it
+        train(args, coded=False)
+    coded = train(args, coded=True)
+    plain = train(args, coded=False)  # done, or being trained by another setting
     layers = args.layers or (1, 1, 1)
     removal = [f'layer{s + 1}.{layers[s] - 1}' for s in (1, 2)]
     report = out / 'analysis' / name
@@ -160,6 +132,10 @@ def _pct(v: float) -> str:
     return f'{100 * v:.1f}'
 
 
+def _bc(bc: Dict[str, float]) -> str:
+    return f'{bc["f1"]:.3f} ({_pct(bc["precision"])} / {_pct(bc["recall"])})'
+
+
 def _kept(row: Dict[str, Any], bc: str, full: str) -> str:
     """BC F1 over the full-logit F1 of the same net, in percent."""
     return _pct(row[f'bc_{bc}']['f1'] / row[f'bc_{full}']['f1'])
@@ -177,51 +153,45 @@ def report(results: Path) -> str:
              'Removal: accuracy after removing one random active / inactive subNN (of each sample\'s class) from the '
              'last block of stages 2 and 3. Train minutes: wall time at 1 thread per run while 2-4 runs (at times '
              'also a CI run) shared the 2 cores (a record of what each run took here, not the time of the recipe on '
-             'an idle machine).', '',
-             '| setting | top-1 coded / plain | BC F1 coded (P / R) | BC F1 plain (P / R) | gap | full-logit F1 '
-             'coded / plain | kept coded / plain | early decoders | removal k=1 active / inactive (k=0) | train '
-             'min coded / plain |',
-             '|---|---|---|---|---|---|---|---|---|---|']
-    for r in rows:
-        c, p = r['bc_coded'], r['bc_plain']
-        dec = ', '.join(_pct(a) for a in r['decoders'].values())
-        rem = '; '.join(f'{b}: {_pct(v["active1"])} / {_pct(v["inactive1"])} ({_pct(v["k0"])})'
-                        for b, v in r['removal'].items())
-        lines.append(
-            f'| `{r["setting"]}` | {_pct(r["top1"])} / {_pct(r["baseline_top1"])} | {c["f1"]:.3f} '
-            f'({_pct(c["precision"])} / {_pct(c["recall"])}) | {p["f1"]:.3f} ({_pct(p["precision"])} / '
-            f'{_pct(p["recall"])}) | {r["gap"]:+.3f} | {r["bc_full_logit"]["f1"]:.3f} / '
-            f'{r["bc_plain_full_logit"]["f1"]:.3f} | {_kept(r, "coded", "full_logit")} / '
-            f'{_kept(r, "plain", "plain_full_logit")} | {dec} | {rem} | {r["train_seconds"] / 60:.0f} / '
-            f'{r["baseline_seconds"] / 60:.0f}{" *" if r.get("note") else ""} |')
+             'an idle machine).', '']
+    header = ['setting', 'top-1 coded / plain', 'BC F1 coded (P / R)', 'BC F1 plain (P / R)', 'gap',
+              'full-logit F1 coded / plain', 'kept coded / plain', 'early decoders',
+              'removal k=1 active / inactive (k=0)', 'train min coded / plain']
+    table = [[f'`{r["setting"]}`', f'{_pct(r["top1"])} / {_pct(r["baseline_top1"])}', _bc(r['bc_coded']),
+              _bc(r['bc_plain']), f'{r["gap"]:+.3f}',
+              f'{r["bc_full_logit"]["f1"]:.3f} / {r["bc_plain_full_logit"]["f1"]:.3f}',
+              f'{_kept(r, "coded", "full_logit")} / {_kept(r, "plain", "plain_full_logit")}',
+              ', '.join(_pct(a) for a in r['decoders'].values()),
+              '; '.join(f'{b}: {_pct(v["active1"])} / {_pct(v["inactive1"])} ({_pct(v["k0"])})'
+                        for b, v in r['removal'].items()),
+              f'{r["train_seconds"] / 60:.0f} / {r["baseline_seconds"] / 60:.0f}{" *" if r.get("note") else ""}']
+             for r in rows]
+    lines.append(markdown_table(header, table))
     if any(r.get('note') for r in rows):
         lines += ['', '\\* see the note after its command.']
-    lines.append('')
-    for extra in (per_class_gaps(rows), budget_curve(rows)):
-        lines += [extra, ''] if extra else []
-    lines += ['Commands:', '']
+    lines += ['', *per_class_gaps(rows), *budget_curve(rows), 'Commands:', '']
     lines += [f'- `{r["setting"]}`: `{r["command"]}`' + (f' ({r["note"]})' if r.get('note') else '') for r in rows]
     return '\n'.join(lines)
 
 
-def per_class_gaps(rows: List[Dict[str, Any]]) -> str:
-    """Each class's gap (coded BC F1 - plain BC F1) and plain BC F1, per setting."""
+def per_class_gaps(rows: List[Dict[str, Any]]) -> List[str]:
+    """Lines of a table: each class's gap (coded BC F1 - plain BC F1) and plain BC F1, per setting."""
     rows = [r for r in rows if 'per_class' in r]
     if not rows:
-        return ''
+        return []
     names = list(rows[0]['per_class'])
-    lines = ['Per class: the gap (coded BC F1 - plain BC F1), with the plain BC F1 in brackets:', '',
-             '| setting | ' + ' | '.join(names) + ' |', '|---|' + '---|' * len(names)]
+    table = []
     for r in rows:
         f1 = r['per_class']
-        lines.append(f'| `{r["setting"]}` | ' + ' | '.join(
-            f'{f1[n]["coded"] - f1[n]["plain"]:+.2f} ({f1[n]["plain"]:.2f})' for n in names) + ' |')
-    return '\n'.join(lines)
+        table.append([f'`{r["setting"]}`', *(f'{f1[n]["coded"] - f1[n]["plain"]:+.2f} ({f1[n]["plain"]:.2f})'
+                                              for n in names)])
+    return ['Per class: the gap (coded BC F1 - plain BC F1), with the plain BC F1 in brackets:', '',
+            markdown_table(['setting', *names], table), '']
 
 
-def budget_curve(rows: List[Dict[str, Any]]) -> str:
-    """Gap vs. training budget (images seen) for each architecture / ratios / mu / p_drop / batch / seed with more than
-    one budget."""
+def budget_curve(rows: List[Dict[str, Any]]) -> List[str]:
+    """Lines of a table: gap vs. training budget (images seen) for each architecture / ratios / mu / p_drop / batch /
+    seed with more than one budget."""
     groups: Dict[str, List[Dict[str, Any]]] = {}
     for r in sorted(rows, key=lambda r: r['setting']):
         a = r['args']
@@ -229,27 +199,42 @@ def budget_curve(rows: List[Dict[str, Any]]) -> str:
         batch = f' batch {a["batch_size"]}' if a.get('batch_size') else ''
         groups.setdefault(f'L{"".join(map(str, a["layers"] or (1, 1, 1)))}{ratios} mu {a["mu"]:g} p '
                           f'{a["drop_subnn"]:g}{batch} seed {a["seed"]}', []).append(r)
-    groups = {k: g for k, g in groups.items() if len(g) > 1}
-    if not groups:
-        return ''
-    lines = ['Gap vs. budget (images seen = 10 classes x images per class x epochs):', '',
-             '| architecture, ratios, mu, p_drop, batch, seed | images seen | top-1 coded / plain | BC F1 coded / '
-             'plain | gap |',
-             '|---|---|---|---|---|']
-    for key, group in groups.items():
-        for r in sorted(group, key=lambda r: r['args']['per_class'] * r['args']['epochs']):
-            seen = 10 * r['args']['per_class'] * r['args']['epochs']
-            lines.append(f'| {key} | {seen:,} | {_pct(r["top1"])} / {_pct(r["baseline_top1"])} | '
-                         f'{r["bc_coded"]["f1"]:.3f} / {r["bc_plain"]["f1"]:.3f} | {r["gap"]:+.3f} |')
-    return '\n'.join(lines)
+
+    def seen(r: Dict[str, Any]) -> int:
+        return 10 * r['args']['per_class'] * r['args']['epochs']
+    table = [[key, f'{seen(r):,}', f'{_pct(r["top1"])} / {_pct(r["baseline_top1"])}',
+              f'{r["bc_coded"]["f1"]:.3f} / {r["bc_plain"]["f1"]:.3f}', f'{r["gap"]:+.3f}']
+             for key, group in groups.items() if len(group) > 1 for r in sorted(group, key=seen)]
+    header = ['architecture, ratios, mu, p_drop, batch, seed', 'images seen', 'top-1 coded / plain',
+              'BC F1 coded / plain', 'gap']
+    return ['Gap vs. budget (images seen = 10 classes x images per class x epochs):', '',
+            markdown_table(header, table), ''] if table else []
 
 
 def main(argv: Optional[List[str]] = None) -> None:
-    args = parse_args(argv)
+    p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    p.add_argument('--model', default='coded_resnext11_10x4d')
+    p.add_argument('--baseline', default='resnext11_10x4d')
+    p.add_argument('--layers', type=int, nargs='+', default=None, help='blocks per stage (model kwarg)')
+    p.add_argument('--coding-ratios', nargs='+', default=None)
+    p.add_argument('--mu', type=float, default=6.)
+    p.add_argument('--drop-subnn', type=float, default=0.1)
+    p.add_argument('--per-class', type=int, default=2000, help='training images per class')
+    p.add_argument('--epochs', type=int, default=6)
+    p.add_argument('--seed', type=int, default=42)
+    p.add_argument('--batch-size', type=int, default=None, help="batch of both runs (default: the recipe's, 128)")
+    p.add_argument('--extra', default='', help='more train_hooks.train flags for the coded run, one string')
+    p.add_argument('--threads', type=int, default=None, help='OMP_NUM_THREADS of each command')
+    p.add_argument('--train-samples', type=int, default=5000, help='training images for the BC thresholds')
+    p.add_argument('--out', default=str(OUT))
+    p.add_argument('--results', default=str(RESULTS), help='folder of the settings JSONs')
+    p.add_argument('--report', action='store_true', help='write the BENCHMARKS.md section from saved settings')
+    p.add_argument('--baseline-only', action='store_true', help='train the plain baseline of the setting, nothing else')
+    args = p.parse_args(argv)
     if args.report:
         write_section('mechanism_study', report(Path(args.results)))
     elif args.baseline_only:
-        train(args.baseline, baseline_name(args), args, Path(args.out), coded=False)
+        train(args, coded=False)
     else:
         study(args)
 
