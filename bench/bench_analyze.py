@@ -1,16 +1,15 @@
 """Extracted binary classifier and early-exit inference vs the full Coded ResNeXt: latency next to FLOP share.
 
-For each net, one run times (interleaved, median of --repeats calls, eval + inference_mode) the full model,
-the binary classifier of class 0 (every class has the same cost) and an early exit at every coded block
-(`EarlyExit`: stem + blocks up to block l + that block's energies, nothing after). FLOPs are counted by
-torch's FlopCounterMode, parameters exactly (weights, biases, BN affine). Weights are random: latency and
+For each net, one run times (interleaved, eval, inference mode) the full model, the binary classifier of class 0
+(every class has the same cost) and an early exit at every coded block (`EarlyExit`: stem + blocks up to block l +
+that block's energies, nothing after), next to their FLOP and parameter shares. Weights are random: latency and
 FLOPs do not depend on them.
 
     python bench/bench_analyze.py [--repeats 15] [--threads 1] [--device cpu]
 """
 import argparse
 import os
-from typing import Dict, List
+from typing import List
 
 import timm
 import torch
@@ -23,7 +22,8 @@ from common import command_line, machine_info, time_interleaved, write_section
 CASES = [('coded_resnext29_10x11d', 32, 64), ('coded_resnext50_32x4d', 160, 8)]
 
 
-def bench_case(name: str, size: int, batch: int, repeats: int, device: str) -> List[Dict]:
+def bench_case(name: str, size: int, batch: int, repeats: int, device: str) -> List[str]:
+    """The Markdown rows of one net: full model, binary classifier, early exits."""
     model = timm.create_model(name).to(device).eval()
     input_size = (3, size, size)
     x = torch.randn(batch, *input_size, device=device)
@@ -31,21 +31,15 @@ def bench_case(name: str, size: int, batch: int, repeats: int, device: str) -> L
     for i, block in enumerate(model.coded_block_names()):
         variants[f'early exit @ {block}'] = EarlyExit(model, i)
     full_flops, full_params = count_flops(model, input_size), count_parameters(model)
-
-    def call(m):
-        def fn():
-            with torch.inference_mode():
-                m(x)
-        return fn
-
-    times = time_interleaved({k: call(m) for k, m in variants.items()}, repeats, device=device)
+    times = time_interleaved({k: torch.inference_mode()(lambda m=m: m(x)) for k, m in variants.items()}, repeats,
+                             device=device)
     rows = []
     for key, m in variants.items():
         params = full_params if key == 'full model' else count_parameters(m) if key.startswith('binary') else None
-        rows.append({'net': name, 'input': f'{batch}x{size}px', 'variant': key, 'ms': 1e3 * times[key],
-                     'latency_share': times[key] / times['full model'],
-                     'flop_share': count_flops(m, input_size) / full_flops,
-                     'param_share': None if params is None else params / full_params})
+        rows.append(f'| {name} | {batch}x{size}px | {key} | {1e3 * times[key]:.1f} | '
+                    f'{100 * times[key] / times["full model"]:.1f} % | '
+                    f'{100 * count_flops(m, input_size) / full_flops:.1f} % | '
+                    f'{"" if params is None else f"{100 * params / full_params:.1f} %"} |')
     return rows
 
 
@@ -59,10 +53,9 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     info = machine_info()
-    rows = [r for name, size, batch in CASES for r in bench_case(name, size, batch, args.repeats, args.device)]
-    load_end = os.getloadavg()[0]
+    rows = [r for case in CASES for r in bench_case(*case, args.repeats, args.device)]
     lines = ['## Binary classifiers and early exit (`timm_coded.analyze`)', '',
-             f'- Machine: {info}; load average {load_end:.2f} at the end',
+             f'- Machine: {info}; load average {os.getloadavg()[0]:.2f} at the end',
              f'- Device: {args.device}, {torch.get_num_threads()} torch thread(s)',
              f'- Command: `source scripts/env.sh && {command_line()}`',
              f'- Median of {args.repeats} interleaved eval forward passes per variant (random weights); latency and '
@@ -70,11 +63,7 @@ def main() -> None:
              'exact count of weights, biases and BN affine parameters (the BC of every class has the same size).',
              '- CPU timings on a shared 2-core machine are noisy: read the latency share next to the FLOP share.', '',
              '| net | batch x input | variant | ms / batch | latency share | FLOP share | parameter share |',
-             '|---|---|---|---:|---:|---:|---:|']
-    for r in rows:
-        ps = '' if r['param_share'] is None else f'{100 * r["param_share"]:.1f} %'
-        lines.append(f'| {r["net"]} | {r["input"]} | {r["variant"]} | {r["ms"]:.1f} | '
-                     f'{100 * r["latency_share"]:.1f} % | {100 * r["flop_share"]:.1f} % | {ps} |')
+             '|---|---|---|---:|---:|---:|---:|', *rows]
     text = '\n'.join(lines)
     print(text)
     if not args.no_write:

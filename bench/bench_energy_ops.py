@@ -1,11 +1,10 @@
 """The coded op's pieces at coded_resnext50_32x4d's block shapes, each beside candidate replacements.
 
-A development tool for the train-step time target (nothing is written to BENCHMARKS.md). For the stage-3 block
-(C = 1024, N = 32, d = 16, 10x10 at 160 px) and the stage-4 block (C = 2048, N = 32, d = 32, 5x5) it times every
-piece of `SubNNCoding`'s forward and backward as the model runs it ("model"), and each candidate formulation
-beside it, after checking that the candidate gives the same tensor. Calls are interleaved; each sample is
-`--inner` back-to-back calls followed by one device synchronisation, so a figure is the cost per call in a
-stream of calls (device time where the GPU is busy, host time where it is not).
+A development tool for the train-step time target (nothing is written to BENCHMARKS.md). For the stage-3 and
+stage-4 blocks (`STAGES`) it times every piece of `SubNNCoding`'s forward and backward as the model runs it
+("model"), and each candidate formulation beside it, after checking that the candidate gives the same tensor.
+Calls are interleaved; a sample is `--inner` back-to-back calls and one device synchronisation, so a figure is the
+cost per call in a stream of calls (device time where the GPU is busy, host time where it is not).
 
     python bench/bench_energy_ops.py [--device cuda] [--batches 8,256] [--repeats 21] [--inner 20]
 """
@@ -39,11 +38,6 @@ def energy_bmm(s: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
     """E_bn = <G_n, S_bn> as one batched product over n, (N, B, d*d) x (N, d*d, 1), without an S-sized temporary."""
     b, n, d, _ = s.shape
     return torch.bmm(s.view(b, n, d * d).transpose(0, 1), g.reshape(n, d * d, 1)).view(n, b).t()
-
-
-def dot_mul_sum(go: torch.Tensor, hv: torch.Tensor) -> torch.Tensor:
-    """a_bn = <dL/dout_bn, h_bn> by an elementwise product and a sum (the model's way, its buffer reused for dL/dh)."""
-    return (go * hv).sum(dim=(-1, -2))
 
 
 def dot_bmm(go: torch.Tensor, hv: torch.Tensor) -> torch.Tensor:
@@ -83,7 +77,9 @@ def cases(batch: int, stage: Tuple[int, int, int, int], device: torch.device) ->
                                        'split-K x16': lambda: gram_split_k(weight, n)}),
         ('E_bn = <G_n, S_bn> (forward)', {'model': lambda: _trace_energies(s, g), 'bmm': lambda: energy_bmm(s, g)}),
         ('gain * h (forward)', {'model': lambda: _scale_groups(h, gain)}),
-        ('a_bn = <dout_bn, h_bn> (backward)', {'model': lambda: dot_mul_sum(gov, hv), 'bmm': lambda: dot_bmm(gov, hv)}),
+        # the model's a_bn: an elementwise product (its buffer reused for dL/dh) and a sum
+        ('a_bn = <dout_bn, h_bn> (backward)', {'model': lambda: (gov * hv).sum(dim=(-1, -2)),
+                                               'bmm': lambda: dot_bmm(gov, hv)}),
         ('dL/dh = coef G h + gain dout (backward)', {'model': dh_model}),
         ('dL/dW = W_n S̄_n (backward)', {'model': lambda: _energy_grad_w(weight, s, coef, scale),
                                         'before 356ebc2': lambda: grad_w_previous(weight, s, coef, scale)}),

@@ -14,6 +14,8 @@ import tempfile
 from pathlib import Path
 from typing import Dict, List
 
+from timm_coded.analyze.report import markdown_table
+
 from common import ROOT, command_line, machine_info, write_section
 
 XLA_PYTHON = ROOT / '.venv-xla' / 'bin' / 'python'
@@ -34,14 +36,6 @@ def run(devices: int, epochs: int, out: Path) -> List[Dict]:
     return json.loads((out / f'xla{devices}' / 'xla_metrics.json').read_text())['steps']
 
 
-def table(steps: List[Dict]) -> str:
-    rows = ['| phase | epoch | batch | compiles so far | device-to-host transfers so far | logged step |',
-            '|---|---|---|---|---|---|']
-    rows += [f'| {s["phase"]} | {s["epoch"]} | {s["batch"]} | {s["compiles"]} | {s["transfers_from_device"]} | '
-             f'{"yes" if s["logged"] else ""} |' for s in steps]
-    return '\n'.join(rows)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('--epochs', type=int, default=2)
@@ -56,8 +50,12 @@ def main() -> None:
             later = {s['compiles'] for s in steps if s['epoch'] >= 1}
             verdict = ('no compilation after the first epoch' if later <= {first_epoch_end}
                        else f'compiles keep growing after the first epoch: {sorted(later)}')
+            rows = [[s['phase'], s['epoch'], s['batch'], s['compiles'], s['transfers_from_device'],
+                     'yes' if s['logged'] else ''] for s in steps]
+            table = markdown_table(['phase', 'epoch', 'batch', 'compiles so far', 'device-to-host transfers so far',
+                                    'logged step'], rows)
             label = 'one XLA:CPU device' if devices == 1 else 'SPMD over 2 XLA:CPU devices (batch sharded on a mesh)'
-            sections.append(f'### {label}\n\n{verdict}; total compiles {steps[-1]["compiles"]}.\n\n{table(steps)}\n')
+            sections.append(f'### {label}\n\n{verdict}; total compiles {steps[-1]["compiles"]}.\n\n{table}\n')
             print(label, verdict, flush=True)
     body = (f'## XLA compile counts of the training script\n\nMachine: {info} (host side; the XLA venv runs torch '
             f'2.9.0 + torch_xla 2.9.0, PJRT_DEVICE=CPU).\nCommand: `{command_line()}`\n\n'

@@ -31,9 +31,7 @@ def profile_steps(step, device: torch.device, steps: int) -> Tuple[Dict[str, Tup
     for e in prof.key_averages():
         dev = getattr(e, 'self_device_time_total', 0.) or 0.
         ops[e.key] = (e.self_cpu_time_total / 1e3 / steps, dev / 1e3 / steps, e.count // steps)
-    host = sum(v[0] for v in ops.values())
-    device_ms = sum(v[1] for v in ops.values())
-    return ops, host, device_ms
+    return ops, sum(v[0] for v in ops.values()), sum(v[1] for v in ops.values())
 
 
 def main() -> None:
@@ -50,15 +48,15 @@ def main() -> None:
         torch.manual_seed(0)
         x = torch.randn(batch, 3, 160, 160, device=device)
         y = torch.randint(1000, (batch,), device=device)
-        result = {}
+        result = []
         for name, coded in (('coded_resnext50_32x4d', True), ('resnext50_32x4d', False)):
             model = timm.create_model(name).to(device).train()
             step = train_step_fn(model, x, y, coded, args.amp)
             for _ in range(3):
                 step()
-            result[name] = profile_steps(step, device, args.steps)
+            result.append(profile_steps(step, device, args.steps))
             del model, step
-        (c_ops, c_host, c_dev), (b_ops, b_host, b_dev) = result['coded_resnext50_32x4d'], result['resnext50_32x4d']
+        (c_ops, c_host, c_dev), (b_ops, b_host, b_dev) = result
         count = lambda ops, keys: sum(ops[k][2] for k in keys if k in ops)
         print(f'\n== batch {batch}{" bf16" if args.amp else ""} on {device}: per step, coded / base ==')
         print(f'host (CPU) time {c_host:.1f} / {b_host:.1f} ms; device time {c_dev:.1f} / {b_dev:.1f} ms; kernel '
