@@ -15,7 +15,7 @@ import os
 import re
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import List, Optional
 
 import timm
 import torch
@@ -95,9 +95,9 @@ def peak_growth(*probe_args) -> float:
         return pool.submit(peak_probe, *probe_args).result() / 2 ** 20
 
 
-def bench_pair(coded_name: str, base_name: str, size: int, batch: int, num_classes: int, amp: bool, repeats: int,
-               device: torch.device, compiled: bool) -> Dict[str, Dict[str, float]]:
-    """{'time' / 'ratio': medians and quartiles, 'act' / 'peak': MiB (eager only)} of the pair's train steps."""
+def pair_row(coded_name: str, base_name: str, size: int, batch: int, num_classes: int, amp: bool, repeats: int,
+             device: torch.device, compiled: bool) -> str:
+    """The pair's Markdown row: train-step times side by side; activation and peak memory in eager mode only."""
     torch.manual_seed(0)
     names = {'coded': coded_name, 'base': base_name}
     models = {k: timm.create_model(n, num_classes=num_classes).to(device).train() for k, n in names.items()}
@@ -107,20 +107,23 @@ def bench_pair(coded_name: str, base_name: str, size: int, batch: int, num_class
     warmup = 5 if device.type == 'cuda' else 2  # cudnn.benchmark picks its algorithms in the first steps
     samples = time_interleaved_samples(steps, repeats, warmup, device)
     ratios = sorted(a / b for a, b in zip(samples['coded'], samples['base']))  # the two steps of each round
-    r = {'time': {k: median(v) for k, v in samples.items()},
-         'ratio': {'median': median(ratios), 'lo': ratios[len(ratios) // 4], 'hi': ratios[-1 - len(ratios) // 4]}}
-    if compiled:  # saved-tensor hooks and fresh-process peaks would measure (and re-run) the compiler
-        return r
-    coded, base = models.values()
-    fwd = {'coded': lambda: coded(x).sum() + timm_coded.coding_loss(coded, y), 'base': lambda: base(x).sum()}
-    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-        r['act'] = {k: activation_bytes(fwd[k], m) / 2 ** 20 for k, m in models.items()}
-    r['peak'] = {k: peak_growth(n, size, batch, num_classes, str(device), amp) for k, n in names.items()}
-    return r
+    tc, tb = (median(v) for v in samples.values())
+    act, peak = 'n/a (compiled) | n/a', 'n/a (compiled)'
+    if not compiled:  # saved-tensor hooks and fresh-process peaks would measure (and re-run) the compiler
+        coded, base = models.values()
+        fwd = {'coded': lambda: coded(x).sum() + timm_coded.coding_loss(coded, y), 'base': lambda: base(x).sum()}
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            ac, ab = (activation_bytes(fwd[k], m) / 2 ** 20 for k, m in models.items())
+        pc, pb = (peak_growth(n, size, batch, num_classes, str(device), amp) for n in names.values())
+        act, peak = f'{ac:.1f} / {ab:.1f} MiB | **{ac / ab:.3f}**', f'{pc:.0f} / {pb:.0f} MiB = **{pc / pb:.3f}**'
+    return (f'| `{coded_name}` vs `{base_name}` | {size} px, batch {batch}{", bf16 autocast" if amp else ""} | '
+            f'{tc * 1e3:.1f} / {tb * 1e3:.1f} ms | **{median(ratios):.3f}** ({ratios[len(ratios) // 4]:.3f}-'
+            f'{ratios[-1 - len(ratios) // 4]:.3f}) | {act} | {peak} |')
 
 
-def bench_block(batch: int, repeats: int, device: torch.device) -> Dict[str, Dict[str, float]]:
-    """coded_resnext50_32x4d layer4[1] (2048 -> 2048, N = 32, d = 32) on its 160 px input (5x5): {'time', 'act'}."""
+def block_row(batch: int, repeats: int, device: torch.device) -> str:
+    """The Markdown row of coded_resnext50_32x4d's layer4[1] (2048 -> 2048, N = 32, d = 32) on its 160 px input
+    (5x5) against `ExplicitCodedBlock`: forward + backward time and activation memory."""
     torch.manual_seed(0)
     block = timm.create_model('coded_resnext50_32x4d').layer4[1].to(device).train()
     block.subnn_drop.rate = 0.  # identical maths in both, no random masks
@@ -136,24 +139,15 @@ def bench_block(batch: int, repeats: int, device: torch.device) -> Dict[str, Dic
             out = module(x)
             (out.square().mean() + block.subnn_energies.square().mean()).backward()
         return run
-    return {'time': time_interleaved({k: fb(m) for k, m in modules.items()}, repeats * 4, device=device),
-            'act': {k: activation_bytes(lambda m=m: m(x), m) / 2 ** 20 for k, m in modules.items()}}
+    tc, te = time_interleaved({k: fb(m) for k, m in modules.items()}, repeats * 4, device=device).values()
+    ac, ae = (activation_bytes(lambda: m(x), m) / 2 ** 20 for m in modules.values())
+    return (f'| {batch} | {tc * 1e3:.2f} / {te * 1e3:.2f} ms | **{te / tc:.2f}x faster** | {ac:.2f} / {ae:.2f} MiB | '
+            f'**{ac / ae:.3f}x** |')
 
 
 def batch_list(arg: Optional[str], default: str) -> List[int]:
     """Comma-separated batch sizes; an explicit empty string means none."""
     return [int(b) for b in (default if arg is None else arg).split(',') if b]
-
-
-def pair_row(coded: str, base: str, size: int, batch: int, amp: bool, r: Dict[str, Dict[str, float]]) -> str:
-    """One Markdown row of the pair table (memory columns 'n/a' when not measured, i.e. compiled)."""
-    (tc, tb), q = r['time'].values(), r['ratio']
-    act, peak = 'n/a (compiled) | n/a', 'n/a (compiled)'
-    if 'act' in r:
-        (ac, ab), (pc, pb) = r['act'].values(), r['peak'].values()
-        act, peak = f'{ac:.1f} / {ab:.1f} MiB | **{ac / ab:.3f}**', f'{pc:.0f} / {pb:.0f} MiB = **{pc / pb:.3f}**'
-    return (f'| `{coded}` vs `{base}` | {size} px, batch {batch}{", bf16 autocast" if amp else ""} | {tc * 1e3:.1f} / '
-            f'{tb * 1e3:.1f} ms | **{q["median"]:.3f}** ({q["lo"]:.3f}-{q["hi"]:.3f}) | {act} | {peak} |')
 
 
 def main() -> None:
@@ -185,17 +179,13 @@ def main() -> None:
         pairs += [('coded_resnext29_10x11d', 'resnext29_10x11d', 32, cifar_batch, 10, False),
                   ('coded_resnext29_20x6d', 'resnext29_20x6d', 32, cifar_batch, 100, False)]
     rows = []
-    for coded, base, size, batch, k, amp in pairs:
-        r = bench_pair(coded, base, size, batch, k, amp, args.repeats, device, args.compile)
-        print(coded, batch, 'amp' if amp else 'fp32', r, flush=True)
-        rows.append(pair_row(coded, base, size, batch, amp, r))
+    for pair in pairs:
+        rows.append(pair_row(*pair, args.repeats, device, args.compile))
+        print(rows[-1], flush=True)
     block_rows = []
     for batch in batch_list(args.block_batches, '' if args.compile else '8,256' if cuda else '8,32'):
-        blk = bench_block(batch, args.repeats, device)
-        print('block', batch, blk, flush=True)
-        (tc, te), (ac, ae) = blk['time'].values(), blk['act'].values()
-        block_rows.append(f'| {batch} | {tc * 1e3:.2f} / {te * 1e3:.2f} ms | **{te / tc:.2f}x faster** | '
-                          f'{ac:.2f} / {ae:.2f} MiB | **{ac / ae:.3f}x** |')
+        block_rows.append(block_row(batch, args.repeats, device))
+        print('block', block_rows[-1], flush=True)
 
     if cuda:
         where = (f'Device: `{device}` ({torch.cuda.get_device_name(device)}), cudnn.benchmark on, TF32: convolutions '
