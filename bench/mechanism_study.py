@@ -100,7 +100,7 @@ def summarize(results: Dict[str, Any]) -> Dict[str, Any]:
     return row
 
 
-def study(args: argparse.Namespace) -> Path:
+def study(args: argparse.Namespace) -> None:
     out = Path(args.out)
     name, base = run_name(args), run_name(args, coded=False)
     if not (out / 'train' / f'{base}.lock').exists():  # baseline first, unless another setting is training it
@@ -125,7 +125,6 @@ def study(args: argparse.Namespace) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(row, indent=1))
     print(json.dumps({k: row[k] for k in ('setting', 'top1', 'baseline_top1', 'gap')}))
-    return path
 
 
 def _pct(v: float) -> str:
