@@ -406,44 +406,90 @@ def _cifar_cfg(num_classes: int, mean: Tuple[float, ...], std: Tuple[float, ...]
                             interpolation='bilinear', mean=mean, std=std), **kwargs))
 
 
-default_cfgs = {}  # filled by _register; no weight source (url / file / hf_hub_id) until real trained weights exist
+def _fashion_mnist_cfg() -> Dict[str, Any]:
+    return _cifar_cfg(10, FASHION_MNIST_MEAN * 3, FASHION_MNIST_STD * 3, input_size=(3, 28, 28), pool_size=(7, 7))
 
 
-def _register(variant: str, tag: str, cfg: Dict[str, Any], doc: str, **model_args) -> None:
-    """Register the timm entrypoint `variant` with its pretrained cfg `variant.tag`."""
-    def entrypoint(pretrained: bool = False, **kwargs) -> CodedResNeXt:
-        return _create_coded_resnext(variant, pretrained, **dict(model_args, **kwargs))
-    entrypoint.__name__ = entrypoint.__qualname__ = variant
-    entrypoint.__doc__ = doc
-    default_cfgs.update(generate_default_cfgs({f'{variant}.{tag}': cfg}))
-    globals()[variant] = register_model(entrypoint)
+# No weight source (url / file / hf_hub_id) until real trained weights exist.
+default_cfgs = generate_default_cfgs({
+    'coded_resnext29_10x11d.cifar10': _cifar_cfg(10, CIFAR10_MEAN, CIFAR10_STD),
+    'coded_resnext29_20x6d.cifar100': _cifar_cfg(100, CIFAR100_MEAN, CIFAR100_STD),
+    'coded_resnext50_32x4d.in1k': _cfg(
+        input_size=(3, 160, 160), pool_size=(5, 5), test_input_size=(3, 224, 224), test_pool_size=(7, 7)),
+    'coded_resnext23_10x4d.fashion_mnist': _fashion_mnist_cfg(),
+    'resnext23_10x4d.fashion_mnist': _fashion_mnist_cfg(),
+    'coded_resnext11_10x4d.fashion_mnist': _fashion_mnist_cfg(),
+    'resnext11_10x4d.fashion_mnist': _fashion_mnist_cfg(),
+    'resnext29_10x11d.cifar10': _cifar_cfg(10, CIFAR10_MEAN, CIFAR10_STD),
+    'resnext29_20x6d.cifar100': _cifar_cfg(100, CIFAR100_MEAN, CIFAR100_STD),
+})
 
-
-_CIFAR10 = _cifar_cfg(10, CIFAR10_MEAN, CIFAR10_STD)
-_CIFAR100 = _cifar_cfg(100, CIFAR100_MEAN, CIFAR100_STD)
-_FASHION_MNIST = _cifar_cfg(10, FASHION_MNIST_MEAN * 3, FASHION_MNIST_STD * 3, input_size=(3, 28, 28), pool_size=(7, 7))
-_IN1K = _cfg(input_size=(3, 160, 160), pool_size=(5, 5), test_input_size=(3, 224, 224), test_pool_size=(7, 7))
 _CIFAR29 = dict(layers=(3, 3, 3), channels=(64, 128, 256), stem_type='cifar')
-_NARROW = dict(channels=(16, 32, 64), stem_type='cifar', cardinality=10, base_width=16, num_classes=10)  # d = 4/8/16
-_R10 = ('10/10', '5/10', '3/10')  # Table 4's codebooks
+_NARROW = dict(channels=(16, 32, 64), stem_type='cifar', cardinality=10, base_width=16, num_classes=10)
 
-# Each row registers coded_<arch> with its coding ratios and, but for ResNeXt-50 (timm's resnext50_32x4d), the
-# plain baseline <arch>: the same net with every ratio N/N.
-for _arch, _tag, _pcfg, _doc, _args in (
-        ('resnext29_10x11d', 'cifar10', _CIFAR10, 'ResNeXt-29 (10x11d) for CIFAR-10 (Table 1)',
-         dict(_CIFAR29, cardinality=10, base_width=11, num_classes=10, coding_ratios=_R10)),
-        ('resnext29_20x6d', 'cifar100', _CIFAR100, 'ResNeXt-29 (20x6d) for CIFAR-100 (Table 1)',
-         dict(_CIFAR29, cardinality=20, base_width=6, num_classes=100, coding_ratios=('20/20', '8/20', '4/20'))),
-        ('resnext50_32x4d', 'in1k', _IN1K, 'ResNeXt-50 (32x4d) for ImageNet-1k (Table 1)',
-         dict(layers=(3, 4, 6, 3), cardinality=32, base_width=4, coding_ratios=('32/32', '32/32', '16/32', '8/32'))),
-        ('resnext23_10x4d', 'fashion_mnist', _FASHION_MNIST,
-         'ResNeXt-23 (10x4d), narrow for CPUs (Fashion-MNIST): blocks 1/3/3, planes 16/32/64',
-         dict(_NARROW, layers=(1, 3, 3), coding_ratios=_R10)),
-        ('resnext11_10x4d', 'fashion_mnist', _FASHION_MNIST,
-         'ResNeXt-11 (10x4d), narrow for CPUs: one block per stage, planes 16/32/64',
-         dict(_NARROW, layers=(1, 1, 1), coding_ratios=_R10)),
-):
-    _register(f'coded_{_arch}', _tag, _pcfg, f'Coded {_doc}: ratios {", ".join(_args["coding_ratios"])}.', **_args)
-    if _arch != 'resnext50_32x4d':
-        _register(_arch, _tag, _pcfg, f'{_doc}: the plain baseline of coded_{_arch}, every ratio N/N.',
-                  **dict(_args, coding_ratios=None))
+
+@register_model
+def coded_resnext29_10x11d(pretrained: bool = False, **kwargs) -> CodedResNeXt:
+    """Coded ResNeXt-29 (10x11d) for CIFAR-10 (Table 1): ratios 10/10, 5/10, 3/10."""
+    model_args = dict(**_CIFAR29, cardinality=10, base_width=11, coding_ratios=('10/10', '5/10', '3/10'),
+                      num_classes=10)
+    return _create_coded_resnext('coded_resnext29_10x11d', pretrained, **dict(model_args, **kwargs))
+
+
+@register_model
+def coded_resnext29_20x6d(pretrained: bool = False, **kwargs) -> CodedResNeXt:
+    """Coded ResNeXt-29 (20x6d) for CIFAR-100 (Table 1): ratios 20/20, 8/20, 4/20."""
+    model_args = dict(**_CIFAR29, cardinality=20, base_width=6, coding_ratios=('20/20', '8/20', '4/20'),
+                      num_classes=100)
+    return _create_coded_resnext('coded_resnext29_20x6d', pretrained, **dict(model_args, **kwargs))
+
+
+@register_model
+def coded_resnext50_32x4d(pretrained: bool = False, **kwargs) -> CodedResNeXt:
+    """Coded ResNeXt-50 (32x4d) for ImageNet-1k (Table 1): ratios 32/32, 32/32, 16/32, 8/32."""
+    model_args = dict(layers=(3, 4, 6, 3), cardinality=32, base_width=4,
+                      coding_ratios=('32/32', '32/32', '16/32', '8/32'))
+    return _create_coded_resnext('coded_resnext50_32x4d', pretrained, **dict(model_args, **kwargs))
+
+
+@register_model
+def resnext29_10x11d(pretrained: bool = False, **kwargs) -> CodedResNeXt:
+    """ResNeXt-29 (10x11d) baseline for CIFAR-10: the coded net with every ratio 10/10."""
+    model_args = dict(**_CIFAR29, cardinality=10, base_width=11, coding_ratios=('10/10',) * 3, num_classes=10)
+    return _create_coded_resnext('resnext29_10x11d', pretrained, **dict(model_args, **kwargs))
+
+
+@register_model
+def resnext29_20x6d(pretrained: bool = False, **kwargs) -> CodedResNeXt:
+    """ResNeXt-29 (20x6d) baseline for CIFAR-100: the coded net with every ratio 20/20."""
+    model_args = dict(**_CIFAR29, cardinality=20, base_width=6, coding_ratios=('20/20',) * 3, num_classes=100)
+    return _create_coded_resnext('resnext29_20x6d', pretrained, **dict(model_args, **kwargs))
+
+
+@register_model
+def coded_resnext23_10x4d(pretrained: bool = False, **kwargs) -> CodedResNeXt:
+    """Narrow Coded ResNeXt-23 (10x4d) sized for CPUs (Fashion-MNIST): blocks 1/3/3, planes 16/32/64, N = 10,
+    d = 4/8/16, ratios 10/10, 5/10, 3/10 (Table 4's codebooks): three coded blocks in each of stages 2 and 3."""
+    model_args = dict(**_NARROW, layers=(1, 3, 3), coding_ratios=('10/10', '5/10', '3/10'))
+    return _create_coded_resnext('coded_resnext23_10x4d', pretrained, **dict(model_args, **kwargs))
+
+
+@register_model
+def resnext23_10x4d(pretrained: bool = False, **kwargs) -> CodedResNeXt:
+    """Narrow ResNeXt-23 (10x4d) baseline of `coded_resnext23_10x4d`: every ratio 10/10."""
+    model_args = dict(**_NARROW, layers=(1, 3, 3), coding_ratios=('10/10',) * 3)
+    return _create_coded_resnext('resnext23_10x4d', pretrained, **dict(model_args, **kwargs))
+
+
+@register_model
+def coded_resnext11_10x4d(pretrained: bool = False, **kwargs) -> CodedResNeXt:
+    """Narrow Coded ResNeXt-11 (10x4d) sized for CPUs: one block per stage, otherwise as coded_resnext23_10x4d."""
+    model_args = dict(**_NARROW, layers=(1, 1, 1), coding_ratios=('10/10', '5/10', '3/10'))
+    return _create_coded_resnext('coded_resnext11_10x4d', pretrained, **dict(model_args, **kwargs))
+
+
+@register_model
+def resnext11_10x4d(pretrained: bool = False, **kwargs) -> CodedResNeXt:
+    """Narrow ResNeXt-11 (10x4d) baseline of `coded_resnext11_10x4d`: every ratio 10/10."""
+    model_args = dict(**_NARROW, layers=(1, 1, 1), coding_ratios=('10/10',) * 3)
+    return _create_coded_resnext('resnext11_10x4d', pretrained, **dict(model_args, **kwargs))
