@@ -10,27 +10,17 @@ import numpy as np
 from .pools import _Pool, _popcount, _shifts, _words_to_bits
 from .scheme import _ideal_spread
 
-_MAX_CONFLICT_WORK = 1 << 27  # pool size x K above which the swap search stays inside the lexicode
-_MAX_SWAP_WORK = 1 << 30      # bounds the swap search: iterations x candidate words x N
-_GREEDY_POOL_CAP = 1 << 16    # lexicodes larger than this are strided down before the greedy pick
-_BALANCE_WORK = 1 << 26       # balance moves x balance pool size x N, ...
-_BALANCE_MIN_MOVES = 100      # ... at least 100 moves ...
-_BALANCE_MAX_MOVES = 4000     # ... and at most 4000
-_BALANCE_POOL_CAP = 1 << 15   # larger pools are cut down to this many words before balancing
-_BALANCE_TENURE = 5           # a word swapped by the balance search stays put for 5 to 9 moves
+_BALANCE_POOL_CAP = 1 << 15   # larger pools are cut down to this many words before the tabu balancing
 
 
 def _greedy_pick(words: np.ndarray, k: int) -> np.ndarray:
     """Indices of k words, each time the one whose columns are least used so far (ties: lowest index)."""
-    cost = np.zeros(words.size, dtype=np.int64)  # sum over a word's columns of the current column sums
-    taken = np.zeros(words.size, dtype=bool)
+    cost = np.zeros(words.size)  # sum over a word's columns of the current column sums; inf once taken
     picked = np.empty(k, dtype=np.int64)
-    big = np.iinfo(np.int64).max
     for step in range(k):
-        i = int(np.argmin(np.where(taken, big, cost)))
-        picked[step] = i
-        taken[i] = True
+        i = picked[step] = np.argmin(cost)
         cost += _popcount(words & words[i])
+        cost[i] = np.inf
     return picked
 
 
@@ -84,14 +74,13 @@ class _SwapSearch:
         best = (np.iinfo(np.int64).max, -1, -1)
         if self.track:  # v conflicts with exactly one chosen word u: swapping them keeps distance >= d
             v1 = np.flatnonzero(ok_v & (self.conf_cnt == 1))
-            if v1.size:
-                u1 = self.conf_sum[v1]
-                keep = self.tabu[u1] < it
-                v1, u1 = v1[keep], u1[keep]
-                delta = n * _popcount(self.words[v1] ^ self.words[u1]).astype(np.int64) + 2 * (lin[v1] - lin[u1])
-                if delta.size:
-                    j = int(np.argmin(delta))
-                    best = (int(delta[j]), int(u1[j]), int(v1[j]))
+            u1 = self.conf_sum[v1]
+            keep = self.tabu[u1] < it
+            v1, u1 = v1[keep], u1[keep]
+            delta = n * _popcount(self.words[v1] ^ self.words[u1]).astype(np.int64) + 2 * (lin[v1] - lin[u1])
+            if delta.size:
+                j = int(np.argmin(delta))
+                best = (int(delta[j]), int(u1[j]), int(v1[j]))
         free = np.flatnonzero(ok_v & (self.conf_cnt == 0))
         members = np.flatnonzero(self.inside & (self.tabu < it))
         if free.size and members.size:
@@ -123,7 +112,7 @@ class _SwapSearch:
             delta, u, v = self._best_move(it)
             if u < 0 or (delta > 0 and not uphill):
                 break
-            self._apply(u, v, it, _BALANCE_TENURE + it % _BALANCE_TENURE if uphill else 7 if delta == 0 else 0)
+            self._apply(u, v, it, 5 + it % 5 if uphill else 7 if delta == 0 else 0)  # moves a swapped word stays
             key = self._key()
             if key < best_key:
                 best_key, best_set, stale = key, np.flatnonzero(self.inside), 0
@@ -145,52 +134,48 @@ def _shift_balance(words: np.ndarray, n: int, d: int, ideal: int, budget: int = 
     words = words.copy()
     sums = _words_to_bits(words, n).sum(axis=0).astype(np.int64)
     shifts = _shifts(n)
-    rows = np.arange(words.size)
     while sums.max() - sums.min() > ideal and budget > 0:
-        move = None
-        for i in np.argsort(-sums, kind='stable'):
-            for j in np.argsort(sums, kind='stable'):
-                if sums[i] - sums[j] < 2 or budget <= 0:
-                    break
-                bit_i, bit_j = np.uint64(1) << shifts[i], np.uint64(1) << shifts[j]
-                src = rows[((words & bit_i) != 0) & ((words & bit_j) == 0)]
-                if not src.size:
-                    continue
-                cand = words[src] ^ (bit_i | bit_j)
-                dist = _popcount(cand[:, None] ^ words[None, :])
-                dist[np.arange(src.size), src] = n  # the word being moved
-                budget -= dist.size
-                ok = np.flatnonzero(dist.min(axis=1) >= d)
-                if ok.size:
-                    move = (int(src[ok[0]]), cand[ok[0]], i, j)
-                    break
-            if move is not None or budget <= 0:
+        for i, j in ((i, j) for i in np.argsort(-sums, kind='stable') for j in np.argsort(sums, kind='stable')
+                     if sums[i] - sums[j] >= 2):  # the fullest column first, then the emptiest
+            if budget <= 0:
                 break
-        if move is None:
-            break
-        src_row, word, i, j = move
-        words[src_row] = word
-        sums[i] -= 1
-        sums[j] += 1
+            bit_i, bit_j = np.uint64(1) << shifts[i], np.uint64(1) << shifts[j]
+            src = np.flatnonzero(((words & bit_i) != 0) & ((words & bit_j) == 0))
+            cand = words[src] ^ (bit_i | bit_j)
+            dist = _popcount(cand[:, None] ^ words[None, :])
+            dist[np.arange(src.size), src] = n  # the word being moved
+            budget -= dist.size
+            ok = np.flatnonzero(dist.min(axis=1) >= d)
+            if ok.size:
+                words[src[ok[0]]] = cand[ok[0]]
+                sums[i] -= 1
+                sums[j] += 1
+                break
+        else:
+            break  # no move keeps the distance
     return words
+
+
+def _swap_balance(words: np.ndarray, start: np.ndarray, n: int, a: int, d: int, pairwise_ok: bool,
+                  max_iter: int, **run_args) -> np.ndarray:
+    """`_SwapSearch` from the words `start` (a subset of the sorted `words`), then `_shift_balance`; sorted."""
+    ideal = _ideal_spread(start.size, n, a)
+    search = _SwapSearch(words, np.searchsorted(words, start), n, a, d, pairwise_ok)
+    chosen = words[search.run(ideal, max_iter, **run_args)]
+    return np.sort(_shift_balance(chosen, n, d, ideal))
 
 
 def _select_balanced(pool: _Pool, code: np.ndarray, k: int, n: int, a: int, d: int) -> np.ndarray:
     """K words pairwise >= d apart with column sums as equal as possible (sorted uint64)."""
-    start = code if code.size == k else _stride(code, max(_GREEDY_POOL_CAP, 8 * k))
+    start = strided = _stride(code, max(1 << 16, 8 * k))  # large lexicodes are strided down
     if start.size > k:
         start = np.sort(start[_greedy_pick(start, k)])
-    if pool.distance < d and pool.words.size * k <= _MAX_CONFLICT_WORK:
-        words, pairwise_ok = pool.words, False  # may swap in any pool word that keeps the distance
+    if pool.distance < d and pool.words.size * k <= 1 << 27:  # may swap in any pool word that keeps the distance
+        words, pairwise_ok = pool.words, False
     else:
-        words, pairwise_ok = _stride(code, max(_GREEDY_POOL_CAP, 8 * k)), True
-        words = np.union1d(words, start)
-    chosen = np.searchsorted(words, start)
-    search = _SwapSearch(words, chosen, n, a, d, pairwise_ok)
-    ideal = _ideal_spread(k, n, a)
-    max_iter = min(max(1000, 4 * k), max(64, _MAX_SWAP_WORK // (words.size * n)))
-    chosen = words[search.run(ideal, max_iter)]
-    return np.sort(_shift_balance(chosen, n, d, ideal))
+        words, pairwise_ok = np.union1d(strided, start), True
+    max_iter = min(max(1000, 4 * k), max(64, (1 << 30) // (words.size * n)))
+    return _swap_balance(words, start, n, a, d, pairwise_ok, max_iter)
 
 
 def _balance_in_pool(words: np.ndarray, code: np.ndarray, n: int, a: int, d: int) -> np.ndarray:
@@ -199,15 +184,11 @@ def _balance_in_pool(words: np.ndarray, code: np.ndarray, n: int, a: int, d: int
     Pools larger than `_BALANCE_POOL_CAP` keep the words in conflict (closer than d) with the fewest
     words of `code`, as many as fit: the others cannot enter the code within a few moves.
     """
-    k = code.size
     if words.size > _BALANCE_POOL_CAP:
         near = np.zeros(words.size, dtype=np.int64)
         for w in code:
             near += _popcount(words ^ w) < d
         fits = np.flatnonzero(np.cumsum(np.bincount(near)) <= _BALANCE_POOL_CAP)
         words = np.union1d(words[near <= max(int(fits[-1]) if fits.size else 0, 1)], code)
-    ideal = _ideal_spread(k, n, a)
-    search = _SwapSearch(words, np.searchsorted(words, code), n, a, d, pairwise_ok=False)
-    max_iter = max(_BALANCE_MIN_MOVES, min(_BALANCE_MAX_MOVES, _BALANCE_WORK // (words.size * n)))
-    chosen = words[search.run(ideal, max_iter, patience=max_iter // 4, uphill=True)]
-    return np.sort(_shift_balance(chosen, n, d, ideal))
+    max_iter = max(100, min(4000, (1 << 26) // (words.size * n)))
+    return _swap_balance(words, code, n, a, d, False, max_iter, patience=max_iter // 4, uphill=True)

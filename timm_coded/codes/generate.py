@@ -7,7 +7,7 @@ literal form only runs for tiny tables. `generate_scheme` is the same constructi
 
 1. Pools (`pools.py`): all constant-weight words while there are few, else BCH-code words and a pseudo-random
    sample (Algorithm 1 line 11-12).
-2. Lexicode (`_lexicode`, Algorithm 1 lines 13-16, vectorised) for d from the upper bound on H_min
+2. Lexicode (`pools._lexicode`, Algorithm 1 lines 13-16, vectorised) for d from the upper bound on H_min
    (`_distance_upper_bound`: pair averaging, Johnson) down to 2.
 3. Balanced selection (`balance.py`, lines 19-27 heuristically): the first d whose K words reach the best
    possible balance wins (0, or 1 when r*K is fractional); at most two lower d are tried for balance.
@@ -27,16 +27,14 @@ from typing import Optional, Tuple
 import numpy as np
 
 from .balance import _select_balanced
-from .pools import _candidate_pools, _popcount, _unrank, _words_to_bits
+from .pools import _candidate_pools, _lexicode, _unrank, _words_to_bits
 from .scheme import CodingScheme, _check_num_active, _ideal_spread
 from .tabu import _improve
 
 __all__ = ['algorithm1', 'generate_scheme']
 
-_MAX_SUBNNS = 64              # generation packs a codeword into one uint64
-_LEXICODE_FACTOR = 4          # a lexicode stops after 4 K + 1024 words
-_BALANCE_FALLBACK_STEPS = 2   # lower d by at most 2 steps of 2 to trade distance for perfect balance
-_MAX_EXTRA_SPREAD = 2         # a higher distance is only taken with S_max - S_min <= ideal + 2 (rule B)
+_MAX_SUBNNS = 64       # generation packs a codeword into one uint64
+_MAX_EXTRA_SPREAD = 2  # a higher distance is only taken with S_max - S_min <= ideal + 2 (rule B)
 
 
 def algorithm1(num_classes: int, num_subnns: int, num_active: int, min_distance: int) -> Optional[CodingScheme]:
@@ -62,13 +60,11 @@ def algorithm1(num_classes: int, num_subnns: int, num_active: int, min_distance:
 
 @functools.lru_cache(maxsize=None)
 def _johnson_bound(n: int, d: int, w: int) -> int:
-    """Upper bound on A(n, d, w), the size of a constant-weight-w code of length n and distance d.
+    """Johnson's upper bound on A(n, d, w), the size of a constant-weight-w code of length n and distance d.
 
-    The smaller of Johnson's two recursions A(n, d, w) <= floor(n / w * A(n-1, d, w-1)) and
-    A(n, d, w) <= floor(n / (n-w) * A(n-1, d, w)), his second bound floor(delta n / (w^2 - w n + delta n))
-    (delta = d/2, when the denominator is positive) and the exact small cases: A = 1 when w < delta and
-    A = floor(n / w) when w = delta (disjoint supports). Exact for e.g. A(10, 4, 3) = 13, A(10, 4, 5) = 36,
-    A(16, 8, 8) = 30 and A(32, 16, 16) = 62.
+    The smaller of A(n, d, w) <= floor(n / w * A(n-1, d, w-1)), A(n, d, w) <= floor(n / (n-w) * A(n-1, d, w))
+    and floor(delta n / (w^2 - w n + delta n)) (delta = d/2, positive denominator); A = 1 when w < delta and
+    A = floor(n / w) when w = delta. Exact for e.g. A(10, 4, 3) = 13 and A(32, 16, 16) = 62.
     """
     d += d % 2  # two words of equal weight are an even distance apart
     w = min(w, n - w)
@@ -101,7 +97,7 @@ def _distance_upper_bound(k: int, n: int, a: int) -> int:
     return max(d, 2)
 
 
-def _check_args(k: int, n: int, a: int, warn: bool = True) -> None:
+def _check_args(k: int, n: int, a: int) -> None:
     """ValueErrors for impossible (K, N, N_act); warning when perfect column balance is impossible."""
     if k < 0:
         raise ValueError(f'num_classes K = {k} must be >= 0.')
@@ -115,33 +111,16 @@ def _check_args(k: int, n: int, a: int, warn: bool = True) -> None:
                          f'CodingScheme.from_codewords for longer codewords.')
     available = math.comb(n, a)
     if available < k:
-        n2 = n + 1
-        while math.comb(n2, a) < k:
-            n2 += 1
+        n2 = next(m for m in itertools.count(n + 1) if math.comb(m, a) >= k)
         fix = f'Use a larger N (N = {n2} gives C({n2}, {a}) = {math.comb(n2, a)})'
         if math.comb(n, n // 2) >= k:
             fix += f' or an N_act closer to N/2 = {n / 2:g} (C({n}, {n // 2}) = {math.comb(n, n // 2)})'
         raise ValueError(f'Not enough distinct codewords: C(N, N_act) = C({n}, {a}) = {available} < K = {k} '
                          f'classes. {fix}.')
-    if warn and k and _ideal_spread(k, n, a):
+    if k and _ideal_spread(k, n, a):
         warnings.warn(
             f'r*K = {a}/{n} * {k} = {k * a / n:g} is not an integer, so the column sums cannot all be equal '
             f'(rule B, App. A); the best possible is S_max - S_min = 1.', stacklevel=3)
-
-
-def _lexicode(words: np.ndarray, d: int, limit: Optional[int] = None) -> np.ndarray:
-    """Greedy code of minimum distance d: scan `words` in order, keep each word >= d from all kept.
-
-    Stops after `limit` words (the search only needs a few times K of them).
-    """
-    kept = []
-    rest = words
-    while rest.size and (limit is None or len(kept) < limit):
-        w = rest[0]
-        kept.append(w)
-        rest = rest[1:]
-        rest = rest[_popcount(rest ^ w) >= d]
-    return np.array(kept, dtype=np.uint64)
 
 
 def _scheme_from_words(words: np.ndarray, n: int) -> CodingScheme:
@@ -159,12 +138,10 @@ def _search(k: int, n: int, a: int, d_low: int, seed: int) -> Tuple[Optional[np.
     pools = _candidate_pools(n, a, seed)
     best: Optional[Tuple[Tuple[int, int], np.ndarray, int]] = None
     for d in range(_distance_upper_bound(k, n, a), d_low - 1, -2):
-        if best is not None and best[2] - d > 2 * _BALANCE_FALLBACK_STEPS:
+        if best is not None and best[2] - d > 4:  # trade at most two steps of distance for balance
             break
         for pool in pools:
-            if pool.words.size < k:
-                continue
-            code = pool.words if pool.distance >= d else _lexicode(pool.words, d, _LEXICODE_FACTOR * k + 1024)
+            code = pool.words if pool.distance >= d else _lexicode(pool.words, d, 4 * k + 1024)
             if code.size < k:
                 continue
             words = _select_balanced(pool, code, k, n, a, d)
@@ -177,13 +154,8 @@ def _search(k: int, n: int, a: int, d_low: int, seed: int) -> Tuple[Optional[np.
     return (best[1], best[2]) if best else (None, 0)
 
 
-def generate_scheme(
-        num_classes: int,
-        num_subnns: int,
-        num_active: int,
-        min_distance: Optional[int] = None,
-        seed: int = 0,
-) -> CodingScheme:
+def generate_scheme(num_classes: int, num_subnns: int, num_active: int, min_distance: Optional[int] = None,
+                    seed: int = 0) -> CodingScheme:
     """Generate a (K, N) scheme with N_act ones per codeword (rules A, B, C; see the module docstring).
 
     Args:
@@ -219,12 +191,8 @@ def generate_scheme(
 
 def _generate(k: int, n: int, a: int, low: int, goal: int, high: int, seed: int,
               explicit: bool) -> Tuple[Optional[np.ndarray], int]:
-    """K words pairwise >= low apart, or (None, 0); (words, d).
-
-    The lexicode search (`_search`, Algorithm 1) first; when its distance is below `goal`, the tabu search
-    (`_improve`) tries every d from `high` down to just above it and wins if it reaches one, with a spread
-    S_max - S_min at most `_MAX_EXTRA_SPREAD` above the ideal unless the distance was `explicit`ly asked for.
-    """
+    """(K words pairwise >= low apart, d) or (None, 0): `_search`, then if its d < goal the tabu search (`_improve`)
+    for d from `high` down, its spread at most `_MAX_EXTRA_SPREAD` above the ideal unless d is `explicit`."""
     words, d = _search(k, n, a, low, seed)
     if d < goal:
         max_spread = None if explicit else _ideal_spread(k, n, a) + _MAX_EXTRA_SPREAD

@@ -8,14 +8,12 @@ Words are uint64 integers; column 0 of a codeword is the most significant bit, s
 """
 import functools
 import math
-from dataclasses import dataclass
-from typing import Dict, List, Tuple
+from collections import namedtuple
+from typing import List
 
 import numpy as np
 
-_EXHAUSTIVE_LIMIT = 1 << 19   # enumerate all C(N, N_act) words up to this many (C(20, 10) = 184756)
-_RANDOM_POOL_SIZE = 1 << 18   # size of the pseudo-random pool when enumeration is too large
-_MAX_CODE_DIM = 21            # largest linear-code dimension enumerated for a structured pool
+_EXHAUSTIVE_LIMIT = 1 << 19  # enumerate all C(N, N_act) words up to this many (C(20, 10) = 184756)
 
 
 def _popcount(x: np.ndarray) -> np.ndarray:
@@ -39,19 +37,21 @@ def _words_to_bits(words: np.ndarray, n: int) -> np.ndarray:
     return ((words[:, None] >> _shifts(n)[None, :]) & np.uint64(1)).astype(np.uint8)
 
 
-@dataclass(frozen=True)
-class _Pool:
-    words: np.ndarray  # sorted uint64
-    distance: int      # every two words of the pool are at least this far apart
+def _lexicode(words: np.ndarray, d: int, limit: int) -> np.ndarray:
+    """Greedy code of minimum distance d: scan `words` in order, keep each word >= d from all kept (at most `limit`)."""
+    kept, rest = [], words
+    while rest.size and len(kept) < limit:
+        kept.append(rest[0])
+        rest = rest[1:][_popcount(rest[1:] ^ rest[0]) >= d]
+    return np.array(kept, dtype=np.uint64)
 
 
-def _binomial_table(n: int, k: int) -> np.ndarray:
-    return np.array([[math.comb(i, j) for j in range(k + 1)] for i in range(n + 1)], dtype=np.int64)
+_Pool = namedtuple('_Pool', 'words distance')  # sorted uint64 words, every two at least `distance` apart
 
 
 def _unrank(ranks: np.ndarray, n: int, a: int) -> np.ndarray:
     """Colex ranks -> weight-a words; increasing ranks give increasing integers."""
-    table = _binomial_table(n, a)
+    table = np.array([[math.comb(i, j) for j in range(a + 1)] for i in range(n + 1)], dtype=np.int64)
     r = np.asarray(ranks, dtype=np.int64).copy()
     words = np.zeros(r.shape, dtype=np.uint64)
     for i in range(a, 0, -1):
@@ -75,67 +75,37 @@ def _exhaustive_pool(n: int, a: int) -> _Pool:
     return _Pool(_unrank(np.arange(math.comb(n, a)), n, a), 2)
 
 
-def _random_pool(n: int, a: int, seed: int) -> _Pool:
-    total = math.comb(n, a)
-    ranks = np.unique(_splitmix64(seed, _RANDOM_POOL_SIZE) % np.uint64(total)).astype(np.int64)
-    return _Pool(_unrank(ranks, n, a), 2)
-
-
 _PRIMITIVE_POLYS = {3: 0b1011, 4: 0b10011, 5: 0b100101, 6: 0b1000011}
 
 
-def _gf2_polymul(p: int, q: int) -> int:
-    """Product of two GF(2)[x] polynomials stored as bit masks."""
-    out = 0
-    while q:
-        if q & 1:
-            out ^= p
-        p <<= 1
-        q >>= 1
-    return out
-
-
 @functools.lru_cache(maxsize=None)
-def _gf_tables(m: int) -> Tuple[Tuple[int, ...], Dict[int, int]]:
-    """Exponential (doubled) and logarithm tables of GF(2^m) built on a primitive polynomial."""
+def _bch_generators(m: int) -> List[int]:
+    """Generator polynomials (bit masks) of the distinct narrow-sense binary BCH codes of length 2^m - 1.
+
+    Designed distance delta: the product of the x + alpha^j over the cyclotomic cosets j of 1..delta-1,
+    computed in GF(2^m) (exponential and logarithm tables on a primitive polynomial).
+    """
     n = (1 << m) - 1
     exp = [1] * (2 * n)
     for j in range(1, 2 * n):
         x = exp[j - 1] << 1
         exp[j] = (x ^ _PRIMITIVE_POLYS[m]) if x >> m else x
-    return tuple(exp), {exp[j]: j for j in range(n)}
-
-
-def _minimal_polynomial(i: int, m: int) -> Tuple[int, Tuple[int, ...]]:
-    """Minimal polynomial over GF(2) of alpha^i in GF(2^m), and the cyclotomic coset of i."""
-    n = (1 << m) - 1
-    exp, log = _gf_tables(m)
-    coset, j = [], i % n
-    while j not in coset:
-        coset.append(j)
-        j = 2 * j % n
-    poly = [1]  # coefficients in GF(2^m), lowest degree first
-    for j in coset:  # multiply by (x + alpha^j)
-        nxt = [0] * (len(poly) + 1)
-        for t, c in enumerate(poly):
-            nxt[t + 1] ^= c
-            if c:
-                nxt[t] ^= exp[log[c] + j]
-        poly = nxt
-    return sum(c << t for t, c in enumerate(poly)), tuple(sorted(coset))
-
-
-def _bch_generators(m: int) -> List[int]:
-    """Generator polynomials of the narrow-sense binary BCH codes of length 2^m - 1 (distinct codes)."""
-    n = (1 << m) - 1
-    gens, g, seen = [], 1, set()
+    log = {exp[j]: j for j in range(n)}
+    gens, poly, roots = [], [1], set()  # poly: GF(2^m) coefficients, lowest degree first
     for i in range(1, n):
-        poly, coset = _minimal_polynomial(i, m)
-        if coset not in seen:
-            seen.add(coset)
-            g = _gf2_polymul(g, poly)
-            if g.bit_length() - 1 < n:
-                gens.append(g)
+        if i in roots:
+            continue
+        j = i
+        while j not in roots:  # the new cyclotomic coset
+            roots.add(j)
+            nxt = [0] * (len(poly) + 1)  # poly * (x + alpha^j)
+            for t, c in enumerate(poly):
+                nxt[t + 1] ^= c
+                if c:
+                    nxt[t] ^= exp[log[c] + j]
+            poly = nxt
+            j = 2 * j % n
+        gens.append(sum(c << t for t, c in enumerate(poly)))  # binary once whole cosets are in
     return gens
 
 
@@ -170,7 +140,7 @@ def _bch_pools(n: int, a: int) -> List[_Pool]:
         k = length - 1 - (g.bit_length() - 1)
         basis = [(g << i) | ((bin(g).count('1') & 1) << (length - 1)) for i in range(k)]  # + parity bit
         basis = _shortened_basis(basis, n)
-        if len(basis) > _MAX_CODE_DIM or not basis:
+        if len(basis) > 21 or not basis:  # enumerate at most 2^21 codewords
             continue
         code = _span(basis)
         weights = _popcount(code)
@@ -184,4 +154,5 @@ def _candidate_pools(n: int, a: int, seed: int) -> List[_Pool]:
     """All pools for (N, N_act): exhaustive when small, else structured + pseudo-random."""
     if math.comb(n, a) <= _EXHAUSTIVE_LIMIT:
         return [_exhaustive_pool(n, a)]
-    return _bch_pools(n, a) + [_random_pool(n, a, seed)]
+    ranks = np.unique(_splitmix64(seed, 1 << 18) % np.uint64(math.comb(n, a))).astype(np.int64)  # 2^18 draws
+    return _bch_pools(n, a) + [_Pool(_unrank(ranks, n, a), 2)]

@@ -1,28 +1,22 @@
 """ Rule C beyond the lexicode: a tabu search for K words pairwise >= d apart, for every d above what Algorithm 1
 reached (e.g. 13 weight-3 words of length 10 at distance 4, where the lexicode packs 10).
 
-A min-conflicts search on the graph joining words closer than d, restarted from greedy lexicodes of pseudo-random
-pool orders after 100 x Luby(i) moves without progress, within a fixed move budget per level; each code found is
-then re-balanced (`balance._balance_in_pool`). The only randomness is numpy's PCG64 bit stream seeded with
-(seed, K, N, N_act, d), read through `random_raw`, which numpy keeps fixed across versions.
+A min-conflicts search on the graph joining words closer than d (`_ConflictSearch`), restarted from greedy
+lexicodes of pseudo-random pool orders (`_search_orders`) after 100 luby(i) moves without progress, within a fixed
+move budget per level; each code found is then re-balanced (`balance._balance_in_pool`). The only randomness is
+numpy's PCG64 bit stream seeded with (seed, K, N, N_act, d), read through `random_raw`, which numpy keeps fixed.
 """
 import math
-from typing import Dict, Iterator, List, Optional, Tuple
+from typing import Dict, Iterator, Optional, Tuple
 
 import numpy as np
 
 from .balance import _BALANCE_POOL_CAP, _balance_in_pool, _greedy_pick
-from .pools import _exhaustive_pool, _popcount, _words_to_bits
+from .pools import _exhaustive_pool, _lexicode, _popcount, _words_to_bits
 from .scheme import _ideal_spread
 
-_TABU_POOL_LIMIT = 1 << 18    # the tabu search (rule C beyond the lexicode) runs when C(N, N_act) <= this
-_TABU_WORK = 1 << 28          # budget per distance level: moves x (pool size + _TABU_MOVE_OVERHEAD) ...
-_TABU_MOVE_OVERHEAD = 1 << 15  # ... the fixed cost of a move counted in pool words (a (re)start: K moves)
-_TABU_PATIENCE = 100          # restart i gives up after 100 * luby(i) moves without a new best
-_TABU_START_FACTOR = 2        # a (re)start takes K balanced words of a lexicode of up to 2 K words
-_TABU_CACHE = 1 << 24         # K x pool size up to which the conflict rows of the chosen words are kept
-_BALANCE_TRIES = 8            # tabu-search codes balanced per distance level, at most ...
-_BALANCE_TRY_WORK = 1 << 21   # ... and at most this / (balance pool size x N)
+_TABU_POOL_LIMIT = 1 << 18   # the tabu search runs when C(N, N_act) <= this
+_TABU_CACHE = 1 << 24        # K x pool size up to which the conflict rows of the chosen words are kept
 
 
 def _random_stream(seed: int, *tags: int) -> np.random.PCG64:
@@ -66,14 +60,11 @@ class _ConflictSearch:
             self.rows[i] = near
 
     def _start(self, order: np.ndarray) -> None:
-        """Greedy start: the lexicode of the pool in `order` (if longer than K, the K words `_greedy_pick`
+        """Greedy start: the lexicode of the pool in `order`, cut at 2 K words (then the K words `_greedy_pick`
         chooses for balance), filled up with the least conflicting words."""
         self.rows: Dict[int, np.ndarray] = {}
         self.score = np.zeros(self.m, dtype=self.dtype)
-        kept, rest = [], order
-        while rest.size and len(kept) < _TABU_START_FACTOR * self.k:
-            kept.append(int(rest[0]))
-            rest = rest[1:][_popcount(self.words[rest[1:]] ^ self.words[rest[0]]) >= self.d]
+        kept = np.searchsorted(self.words, _lexicode(self.words[order], self.d, 2 * self.k)).tolist()
         if len(kept) > self.k:
             kept = [kept[i] for i in _greedy_pick(self.words[kept], self.k)]
         for i in kept:
@@ -94,7 +85,7 @@ class _ConflictSearch:
                 return j
         return i
 
-    def _step(self, it: int, tabu_until: np.ndarray, tabu: List[int], best: int) -> None:
+    def _step(self, it: int, tabu_until: np.ndarray, best: int) -> None:
         """One move (`best`: the fewest conflicts of this restart, for the aspiration criterion)."""
         t = self.score[self.members].astype(np.int64) - self.offset
         pos = self._argmin_from(-t, _draw(self.stream, self.k))
@@ -103,7 +94,7 @@ class _ConflictSearch:
         after = self.score - near_u  # conflicts of each outside word once u has left
         v = self._argmin_from(after, _draw(self.stream, self.m))
         if tabu_until[v] > it and self.conflicts - int(t[pos]) + int(after[v]) >= best:
-            active = np.array([i for i in tabu if tabu_until[i] > it], dtype=np.int64)
+            active = np.flatnonzero(tabu_until > it)
             after[active] += self.offset  # no new best: respect the tabu list ...
             allowed = self._argmin_from(after, _draw(self.stream, self.m))
             after[active] -= self.offset
@@ -115,41 +106,32 @@ class _ConflictSearch:
         self.score = after
         self.members[pos] = v
         tabu_until[u] = it + 1 + self.k // 8 + _draw(self.stream, 8)
-        tabu[:] = [i for i in tabu if tabu_until[i] > it] + [u]
 
     def solutions(self, orders: Iterator[np.ndarray], budget: int) -> Iterator[np.ndarray]:
-        """Sorted indices of K words pairwise >= d apart, one per success, until `budget` is spent.
-
-        A move costs 1 and a (re)start K (its K popcount passes over the pool). Restart i starts
-        from the next order and gives up after `_TABU_PATIENCE * luby(i)` moves without a new best (Luby's
-        universal restart sequence 1, 1, 2, 1, 1, 2, 4, ...).
-        """
-        self.spent = 0
+        """Sorted indices of K words pairwise >= d apart, one per success, until `budget` is spent (a move costs 1,
+        a (re)start K). Restart i starts from the next order and gives up after 100 luby(i) moves without a new best."""
+        spent = 0
         for restart, order in enumerate(orders):
             self._start(order)
-            self.spent += self.k
-            tabu_until, tabu = np.zeros(self.m, dtype=np.int64), []
-            best, since, limit = self.conflicts, 0, _TABU_PATIENCE * _luby(restart)
-            while self.conflicts and self.spent < budget and since < limit:
-                self._step(self.spent, tabu_until, tabu, best)
-                self.spent += 1
+            spent += self.k
+            tabu_until = np.zeros(self.m, dtype=np.int64)
+            best, since, limit = self.conflicts, 0, 100 * _luby(restart)
+            while self.conflicts and spent < budget and since < limit:
+                self._step(spent, tabu_until, best)
+                spent += 1
                 since += 1
                 if self.conflicts < best:
                     best, since = self.conflicts, 0
             if not self.conflicts:
                 yield np.sort(self.members)
-            if self.spent >= budget:
+            if spent >= budget:
                 return
 
 
 def _luby(i: int) -> int:
     """Term i (from 0) of Luby's sequence 1, 1, 2, 1, 1, 2, 4, 1, 1, 2, 1, 1, 2, 4, 8, ..."""
-    i += 1
-    while True:
-        k = i.bit_length()
-        if i == (1 << k) - 1:
-            return 1 << (k - 1)
-        i -= (1 << (k - 1)) - 1
+    k = (i + 1).bit_length()
+    return 1 << (k - 1) if i + 2 == 1 << k else _luby(i + 1 - (1 << (k - 1)))
 
 
 def _search_orders(m: int, seed: int, tag: Tuple[int, ...]) -> Iterator[np.ndarray]:
@@ -169,27 +151,22 @@ def _search_orders(m: int, seed: int, tag: Tuple[int, ...]) -> Iterator[np.ndarr
             yield perm[(idx * step + _draw(stream, m)) % m]
 
 
-def _tabu_codes(words: np.ndarray, k: int, n: int, a: int, d: int, seed: int) -> Iterator[np.ndarray]:
-    """K-word codes of distance >= d from all the weight-a `words`, as the tabu search finds them (in budget)."""
-    budget = _TABU_WORK // (words.size + _TABU_MOVE_OVERHEAD)  # 8000 moves for N = 10, 1200 for C(20, 10)
-    search = _ConflictSearch(words, k, d, _random_stream(seed, k, n, a, d, 1))
-    for found in search.solutions(_search_orders(words.size, seed, (k, n, a, d, 0)), budget):
-        yield words[found]
-
-
 def _improve(k: int, n: int, a: int, high: int, low: int, seed: int,
              max_spread: Optional[int]) -> Tuple[Optional[np.ndarray], int]:
     """Highest d in [low, high] at which the tabu search finds a code with S_max - S_min <= max_spread
-    (None: any); the best balance of up to `_BALANCE_TRIES` such codes. (None, 0) if no level qualifies."""
+    (None: any); the best balance of up to 8 such codes. (None, 0) if no level qualifies."""
     if math.comb(n, a) > _TABU_POOL_LIMIT:
         return None, 0
     pool = _exhaustive_pool(n, a).words
     ideal = _ideal_spread(k, n, a)
-    max_tries = max(1, min(_BALANCE_TRIES, _BALANCE_TRY_WORK // (min(pool.size, _BALANCE_POOL_CAP) * n)))
+    budget = (1 << 28) // (pool.size + (1 << 15))  # moves per level: 8000 for N = 10, 1200 for C(20, 10)
+    max_tries = max(1, min(8, (1 << 21) // (min(pool.size, _BALANCE_POOL_CAP) * n)))  # codes balanced per level
     for d in range(high - high % 2, low - 1, -2):
         best: Optional[Tuple[Tuple[int, int], np.ndarray]] = None
-        for tries, code in enumerate(_tabu_codes(pool, k, n, a, d, seed), 1):
-            words = _balance_in_pool(pool, code, n, a, d)
+        search = _ConflictSearch(pool, k, d, _random_stream(seed, k, n, a, d, 1))
+        orders = _search_orders(pool.size, seed, (k, n, a, d, 0))
+        for tries, found in enumerate(search.solutions(orders, budget), 1):
+            words = _balance_in_pool(pool, pool[found], n, a, d)
             sums = _words_to_bits(words, n).sum(axis=0).astype(np.int64)
             key = (int(sums.max() - sums.min()), int(((n * sums - k * a) ** 2).sum()))
             if best is None or key < best[0]:
