@@ -11,21 +11,9 @@ from typing import Optional, Sequence
 
 from .builtin import _builtins, builtin_names
 from .generate import generate_scheme
-from .scheme import CodingScheme
 
 
-def _print_text(scheme: CodingScheme, seconds: float) -> None:
-    label = f' {scheme.name}' if scheme.name else ''
-    print(f'# coding scheme{label}: K={scheme.num_classes} N={scheme.num_subnns} N_act={scheme.num_active} '
-          f'(r={scheme.ratio_str})')
-    names = scheme.class_names or ('',) * scheme.num_classes
-    for word, cls in zip(scheme.to_strings(), names):
-        print(f'{word}  {cls}'.rstrip())
-    print(f'# min distance {scheme.min_distance}, S_min {scheme.s_min}, S_max {scheme.s_max}, '
-          f'{seconds:.3f} s')
-
-
-def _parse_cli(argv: Optional[Sequence[str]]) -> argparse.Namespace:
+def main(argv: Optional[Sequence[str]] = None) -> int:
     p = argparse.ArgumentParser(prog='python -m timm_coded.codes', description=(
         'Generate or show a Coded ResNeXt coding scheme (K classes x N subNNs, N_act ones per codeword).'))
     p.add_argument('--classes', '-K', type=int, help='number of classes K')
@@ -39,27 +27,15 @@ def _parse_cli(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     args = p.parse_args(argv)
     if not (args.list or args.builtin) and None in (args.classes, args.subnns, args.active):
         p.error('give --classes, --subnns and --active (or --builtin NAME, or --list)')
-    return args
-
-
-def _cli_list(as_json: bool) -> None:
-    rows = [dict(name=s.name, K=s.num_classes, N=s.num_subnns, N_act=s.num_active,
-                 min_distance=s.min_distance, s_min=s.s_min, s_max=s.s_max) for s in _builtins().values()]
-    if as_json:
-        print(json.dumps(rows))
-        return
-    for r in rows:
-        print(f"{r['name']:<18} K={r['K']:<5} N={r['N']:<3} N_act={r['N_act']:<3} "
-              f"min_distance={r['min_distance']:<3} S_min={r['s_min']} S_max={r['s_max']}")
-
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = _parse_cli(argv)
+    if args.list:
+        rows = [dict(name=s.name, K=s.num_classes, N=s.num_subnns, N_act=s.num_active,
+                     min_distance=s.min_distance, s_min=s.s_min, s_max=s.s_max) for s in _builtins().values()]
+        print(json.dumps(rows) if args.json else '\n'.join(
+            f"{r['name']:<18} K={r['K']:<5} N={r['N']:<3} N_act={r['N_act']:<3} "
+            f"min_distance={r['min_distance']:<3} S_min={r['s_min']} S_max={r['s_max']}" for r in rows))
+        return 0
+    t0 = time.perf_counter()
     try:
-        if args.list:
-            _cli_list(args.json)
-            return 0
-        t0 = time.perf_counter()
         if args.builtin:
             if args.builtin not in _builtins():
                 raise ValueError(f'No built-in scheme {args.builtin!r}; available: {", ".join(builtin_names())}.')
@@ -74,8 +50,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(json.dumps(dict(scheme.to_json(), min_distance=scheme.min_distance,
                               column_sums=[int(s) for s in scheme.column_sums], s_min=scheme.s_min,
                               s_max=scheme.s_max, seconds=round(seconds, 4), fingerprint=scheme.fingerprint())))
-    else:
-        _print_text(scheme, seconds)
+        return 0
+    label = f' {scheme.name}' if scheme.name else ''
+    print(f'# coding scheme{label}: K={scheme.num_classes} N={scheme.num_subnns} N_act={scheme.num_active} '
+          f'(r={scheme.ratio_str})')
+    for word, cls in zip(scheme.to_strings(), scheme.class_names or ('',) * scheme.num_classes):
+        print(f'{word}  {cls}'.rstrip())
+    print(f'# min distance {scheme.min_distance}, S_min {scheme.s_min}, S_max {scheme.s_max}, {seconds:.3f} s')
     return 0
 
 

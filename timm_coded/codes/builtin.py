@@ -6,9 +6,9 @@ a change of the generator (the tests regenerate them).
 """
 import functools
 import json
-from typing import Any, Dict, List, Optional
+from typing import Dict, List, Optional
 
-from .generate import _check_args, _plain_scheme, generate_scheme
+from .generate import generate_scheme
 from .scheme import CodingScheme
 
 CIFAR10_CLASSES = ('airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog', 'horse', 'ship', 'truck')
@@ -28,28 +28,20 @@ _GENERATED = {
 }
 
 
-def _builtin_record(name: str) -> Dict[str, Any]:
-    """The JSON content of built-in `name`, from Table 4 or from the generator."""
-    if name in _TABLE4:
-        scheme = CodingScheme.from_codewords(_TABLE4[name], name, CIFAR10_CLASSES)
-        origin = dict(source='Table 4 of arXiv:2202.05343 (Coded ResNeXt)', generator=None)
-    else:
-        args = _GENERATED[name]
-        scheme = CodingScheme.from_codewords(generate_scheme(**args).codewords, name)
-        origin = dict(source='timm_coded.codes.generate_scheme', generator=args)
-    record = scheme.to_json()
-    record.update(origin, quality=scheme.quality(), fingerprint=scheme.fingerprint())
-    return record
-
-
 def _write_builtins(directory: Optional[str] = None) -> None:
-    """Regenerate the frozen files: ``python -c "from timm_coded.codes import _write_builtins; _write_builtins()"``."""
+    """Regenerate the frozen files in `schemes/` (``timm_coded.codes.builtin._write_builtins()``)."""
     import pathlib
     out = pathlib.Path(directory or pathlib.Path(__file__).with_name('schemes'))
     out.mkdir(parents=True, exist_ok=True)
     for name in (*_TABLE4, *_GENERATED):
-        text = json.dumps(_builtin_record(name), indent=1)
-        (out / f'{name}.json').write_text(text + '\n', encoding='utf-8')
+        if name in _TABLE4:
+            scheme = CodingScheme.from_codewords(_TABLE4[name], name, CIFAR10_CLASSES)
+            origin = dict(source='Table 4 of arXiv:2202.05343 (Coded ResNeXt)', generator=None)
+        else:
+            scheme = CodingScheme.from_codewords(generate_scheme(**_GENERATED[name]).codewords, name)
+            origin = dict(source='timm_coded.codes.generate_scheme', generator=_GENERATED[name])
+        record = dict(scheme.to_json(), **origin, quality=scheme.quality(), fingerprint=scheme.fingerprint())
+        (out / f'{name}.json').write_text(json.dumps(record, indent=1) + '\n', encoding='utf-8')
 
 
 def _schemes_dir():
@@ -79,8 +71,5 @@ def builtin_names() -> List[str]:
 def get_scheme(num_classes: int, num_subnns: int, num_active: int) -> CodingScheme:
     """The scheme a model uses for (K, N, N_act): built-in if one matches, else generated (cached)."""
     k, n, a = int(num_classes), int(num_subnns), int(num_active)
-    _check_args(k, n, a, warn=False)  # generate_scheme warns about a fractional r*K
-    if a == n:
-        return _plain_scheme(k, n)
     return next((s for s in _builtins().values() if (s.num_classes, s.num_subnns, s.num_active) == (k, n, a)),
                 None) or generate_scheme(k, n, a)

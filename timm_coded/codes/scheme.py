@@ -6,9 +6,10 @@ Hamming distance) are what the generator optimises and what `CodingScheme.qualit
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -20,20 +21,18 @@ __all__ = ['CodingScheme']
 
 
 def _pairwise_min_distance(bits: np.ndarray) -> int:
-    """Minimum Hamming distance over all pairs of rows (chunked, any N)."""
+    """Minimum Hamming distance over all pairs of rows of equal weight (rule A): 2 (N_act - most shared ones)."""
     k, n = bits.shape
     if k < 2:
         return n
-    x = bits.astype(np.float32)  # BLAS; exact, every value is an integer below 2^24
-    weights = x.sum(axis=1)
-    best = n
+    x = bits.astype(np.float32)  # BLAS, chunked; exact, every value is an integer below 2^24
+    shared = 0
     for start in range(0, k, 512):
-        blk = x[start:start + 512]
-        dist = weights[start:start + 512, None] + weights[None, :] - 2 * (blk @ x.T)
-        rows = np.arange(blk.shape[0])
-        dist[rows, start + rows] = n + 1  # ignore the distance of a row to itself
-        best = min(best, int(round(float(dist.min()))))
-    return best
+        common = x[start:start + 512] @ x.T
+        rows = np.arange(common.shape[0])
+        common[rows, start + rows] = 0  # a row with itself
+        shared = max(shared, int(common.max()))
+    return 2 * (int(bits[0].sum()) - shared)
 
 
 @dataclass(frozen=True, eq=False)
@@ -47,7 +46,6 @@ class CodingScheme:
     name: Optional[str] = None
     class_names: Optional[Tuple[str, ...]] = None
     num_active: Optional[int] = None
-    _cache: Dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __post_init__(self):
         bits = _validate_table(self.codewords, self.num_active)
@@ -61,14 +59,8 @@ class CodingScheme:
 
     # --- construction -------------------------------------------------------------------------------
     @classmethod
-    def from_codewords(
-            cls,
-            rows: Any,
-            name: Optional[str] = None,
-            class_names: Optional[Sequence[str]] = None,
-            *,
-            num_active: Optional[int] = None,
-    ) -> 'CodingScheme':
+    def from_codewords(cls, rows: Any, name: Optional[str] = None, class_names: Optional[Sequence[str]] = None, *,
+                       num_active: Optional[int] = None) -> 'CodingScheme':
         """Validated scheme from '0101' strings, nested 0/1 lists, a numpy array or a torch tensor."""
         if isinstance(rows, CodingScheme):
             return rows if name is None and class_names is None else cls(
@@ -80,9 +72,7 @@ class CodingScheme:
         """Inverse of `to_json` (accepts the dict or its JSON text; extra keys are ignored)."""
         if isinstance(data, str):
             data = json.loads(data)
-        rows = data['codewords']
-        if not rows:
-            rows = np.zeros((0, int(data['N'])), dtype=np.uint8)
+        rows = data['codewords'] or np.zeros((0, int(data['N'])), dtype=np.uint8)
         scheme = cls.from_codewords(rows, data.get('name'), data.get('class_names'), num_active=data.get('N_act'))
         for key, value in (('K', scheme.num_classes), ('N', scheme.num_subnns), ('N_act', scheme.num_active)):
             if key in data and int(data[key]) != value:
@@ -110,12 +100,10 @@ class CodingScheme:
         return f'{self.num_active}/{self.num_subnns}'
 
     # --- quality (paper rules B and C) ------------------------------------------------------------------
-    @property
+    @functools.cached_property
     def min_distance(self) -> int:
         """H_min, the minimum pairwise Hamming distance (N when K < 2: there is no pair)."""
-        if 'min_distance' not in self._cache:
-            self._cache['min_distance'] = _pairwise_min_distance(self.codewords)
-        return self._cache['min_distance']
+        return _pairwise_min_distance(self.codewords)
 
     @property
     def column_sums(self) -> np.ndarray:
@@ -192,28 +180,20 @@ def _rows_to_array(rows: Any) -> np.ndarray:
         rows = rows.detach().cpu().numpy()
     if isinstance(rows, np.ndarray):
         return rows
-    rows = list(rows)
+    rows = [r.strip() if isinstance(r, str) else r for r in rows]
     if not rows:
         raise ValueError('The coding table is empty; pass a (0, N) array (and num_active) for K = 0.')
-    if all(isinstance(r, str) for r in rows):
-        return _strings_to_array(rows)
-    lengths = [len(r) for r in rows]
-    if len(set(lengths)) > 1:
-        i = next(i for i, n in enumerate(lengths) if n != lengths[0])
-        raise ValueError(f'Ragged coding table: row {i} has {lengths[i]} entries, row 0 has {lengths[0]}; '
+    n = len(rows[0])
+    i = next((i for i, r in enumerate(rows) if len(r) != n), None)
+    if i is not None:
+        raise ValueError(f'Ragged coding table: row {i} {rows[i]!r} has {len(rows[i])} entries, row 0 has {n}; '
                          f'every codeword needs one entry per subNN.')
-    return np.asarray(rows)
-
-
-def _strings_to_array(rows: Sequence[str]) -> np.ndarray:
-    rows = [r.strip() for r in rows]
+    if not all(isinstance(r, str) for r in rows):
+        return np.asarray(rows)
     for i, r in enumerate(rows):
-        if len(r) != len(rows[0]):
-            raise ValueError(f'Ragged coding table: codeword {i} {r!r} has length {len(r)}, codeword 0 has '
-                             f'length {len(rows[0])}; every codeword needs one character per subNN.')
         if set(r) - {'0', '1'}:
             raise ValueError(f'Codeword {i} {r!r} is not binary: use only the characters 0 and 1.')
-    return np.array([[c == '1' for c in r] for r in rows], dtype=np.uint8).reshape(len(rows), len(rows[0]))
+    return np.array([[c == '1' for c in r] for r in rows], dtype=np.uint8).reshape(len(rows), n)
 
 
 def _validate_table(table: Any, num_active: Optional[int]) -> np.ndarray:
@@ -241,21 +221,15 @@ def _validate_table(table: Any, num_active: Optional[int]) -> np.ndarray:
         _check_num_active(n, int(weights[0]))
         if num_active is not None and int(num_active) != int(weights[0]):
             raise ValueError(f'num_active = {num_active} but the codewords have {weights[0]} ones.')
-        if weights[0] < n:
-            _check_distinct(bits)
+        _, first, counts = np.unique(bits, axis=0, return_index=True, return_counts=True)
+        if weights[0] < n and (counts > 1).any():  # the all-ones plain block repeats its codeword
+            dup_row = bits[first[np.flatnonzero(counts > 1)[0]]]
+            idx = np.flatnonzero((bits == dup_row).all(axis=1))
+            word = ''.join(str(int(b)) for b in dup_row)
+            raise ValueError(f'Duplicate codewords: rows {int(idx[0])} and {int(idx[1])} are both {word}; each '
+                             f'class needs a distinct codeword.')
     bits.setflags(write=False)
     return bits
-
-
-def _check_distinct(bits: np.ndarray) -> None:
-    """Every class needs its own codeword (duplicates only allowed for the all-ones plain block)."""
-    _, first, counts = np.unique(bits, axis=0, return_index=True, return_counts=True)
-    if (counts > 1).any():
-        dup_row = bits[first[np.flatnonzero(counts > 1)[0]]]
-        idx = np.flatnonzero((bits == dup_row).all(axis=1))
-        word = ''.join(str(int(b)) for b in dup_row)
-        raise ValueError(f'Duplicate codewords: rows {int(idx[0])} and {int(idx[1])} are both {word}; each '
-                         f'class needs a distinct codeword.')
 
 
 def _check_num_active(n: int, num_active: int) -> None:
