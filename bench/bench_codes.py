@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from timm_coded.analyze.report import markdown_table
 from timm_coded.codes import generate, generate_scheme
 
 from common import BENCHMARKS, command_line, machine_info, write_section
@@ -46,11 +47,6 @@ def time_case(k: int, n: int, a: int, repeat: int):
     return best, scheme
 
 
-def lexicode_distance(k: int, n: int, a: int) -> int:
-    """H_min of the lexicode search alone (the previous generator's default result)."""
-    return generate._search(k, n, a, 2, 0)[1]
-
-
 def sweep(n: int, a: int):
     """One generation for every K in 2..100: (worst seconds, its K, #K at the upper bound, #K improved, #K)."""
     worst, worst_k, at_bound, improved, total = 0.0, 0, 0, 0, 0
@@ -59,48 +55,9 @@ def sweep(n: int, a: int):
         if sec > worst:
             worst, worst_k = sec, k
         at_bound += scheme.min_distance == generate._distance_upper_bound(k, n, a)
-        improved += scheme.min_distance > lexicode_distance(k, n, a)
+        improved += scheme.min_distance > generate._search(k, n, a, 2, 0)[1]
         total += 1
     return worst, worst_k, at_bound, improved, total
-
-
-def render(rows, user_rows, sweep_rows, repeat: int, machine: str) -> str:
-    lines = [
-        '## Coding-scheme generation (`timm_coded.codes`)',
-        '',
-        f'- Machine: {machine}; numpy {np.__version__} (the machine is shared: timings are noisy)',
-        f'- Command: `{command_line()}`',
-        f'- Fresh `generate_scheme(K, N, N_act)` (default arguments, no cache), best of {repeat} runs.',
-        '',
-        '| dataset | (K, N, N_act) | seconds | H_min | S_min | S_max | paper H_min | paper S_min-S_max |',
-        '|---|---|---:|---:|---:|---:|---:|---:|',
-    ]
-    for (k, n, a, dataset, paper_h, paper_s), (sec, s) in rows:
-        lines.append(f'| {dataset} | ({k}, {n}, {a}) | {sec:.4f} | {s.min_distance} | {s.s_min} | {s.s_max} | '
-                     f'{paper_h} | {paper_s} |')
-    lines += [
-        '',
-        'User shapes: H_min of the lexicode search alone (Algorithm 1 with its balancing heuristics, the '
-        'previous generator) and of `generate_scheme` now (tabu search where the former stops below the '
-        'upper bound), upper bound (Plotkin / Johnson), column sums, seconds (best of the runs).',
-        '',
-        '| (K, N, N_act) | H_min lexicode only | H_min now | upper bound | S_min-S_max | ideal spread | seconds |',
-        '|---|---:|---:|---:|---:|---:|---:|',
-    ]
-    for (k, n, a), old_d, (sec, s) in user_rows:
-        lines.append(f'| ({k}, {n}, {a}) | {old_d} | {s.min_distance} | {generate._distance_upper_bound(k, n, a)} | '
-                     f'{s.s_min}-{s.s_max} | {generate._ideal_spread(k, n, a)} | {sec:.3f} |')
-    if sweep_rows:
-        lines += [
-            '',
-            'Model shapes, every K in 2..100 (one run each):',
-            '',
-            '| (N, N_act) | worst seconds (at K) | K with H_min = upper bound | K improved over lexicode only |',
-            '|---|---:|---:|---:|',
-        ]
-        for (n, a), (worst, worst_k, at_bound, improved, total) in sweep_rows:
-            lines.append(f'| ({n}, {a}) | {worst:.3f} (K = {worst_k}) | {at_bound} / {total} | {improved} |')
-    return '\n'.join(lines)
 
 
 def main(argv=None) -> int:
@@ -110,21 +67,43 @@ def main(argv=None) -> int:
     p.add_argument('--no-sweep', action='store_true', help='skip the K = 2..100 sweep of the model shapes')
     args = p.parse_args(argv)
     warnings.simplefilter('ignore')  # the r*K-is-fractional warnings of the odd shapes
-    machine = machine_info()
-    rows, user_rows, sweep_rows = [], [], []
-    for case in CASES:
-        sec, scheme = time_case(*case[:3], args.repeat)
-        print(f'{case[:3]}: {sec:.3f} s, H_min {scheme.min_distance}, S {scheme.s_min}-{scheme.s_max}', flush=True)
-        rows.append((case, (sec, scheme)))
-    for shape in USER_CASES:
-        old_d = lexicode_distance(*shape)
-        sec, scheme = time_case(*shape, args.repeat)
-        print(f'{shape}: H_min {old_d} -> {scheme.min_distance}, {sec:.3f} s', flush=True)
-        user_rows.append((shape, old_d, (sec, scheme)))
-    for shape in [] if args.no_sweep else MODEL_SHAPES:
-        sweep_rows.append((shape, sweep(*shape)))
-        print(f'{shape}: {sweep_rows[-1][1]}', flush=True)
-    write_section('bench_codes', render(rows, user_rows, sweep_rows, args.repeat, machine), args.output)
+    lines = [
+        '## Coding-scheme generation (`timm_coded.codes`)',
+        '',
+        f'- Machine: {machine_info()}; numpy {np.__version__} (the machine is shared: timings are noisy)',
+        f'- Command: `{command_line()}`',
+        f'- Fresh `generate_scheme(K, N, N_act)` (default arguments, no cache), best of {args.repeat} runs.',
+        '',
+    ]
+    rows = []
+    for k, n, a, dataset, paper_h, paper_s in CASES:
+        sec, s = time_case(k, n, a, args.repeat)
+        print(f'{(k, n, a)}: {sec:.3f} s, H_min {s.min_distance}, S {s.s_min}-{s.s_max}', flush=True)
+        rows.append((dataset, (k, n, a), f'{sec:.4f}', s.min_distance, s.s_min, s.s_max, paper_h, paper_s))
+    lines += [markdown_table(('dataset', '(K, N, N_act)', 'seconds', 'H_min', 'S_min', 'S_max', 'paper H_min',
+                              'paper S_min-S_max'), rows), '',
+              'User shapes: H_min of the lexicode search alone (Algorithm 1 with its balancing heuristics, the '
+              'previous generator) and of `generate_scheme` now (tabu search where the former stops below the '
+              'upper bound), upper bound (Plotkin / Johnson), column sums, seconds (best of the runs).', '']
+    rows = []
+    for k, n, a in USER_CASES:
+        old_d = generate._search(k, n, a, 2, 0)[1]  # the lexicode search alone: the previous generator
+        sec, s = time_case(k, n, a, args.repeat)
+        print(f'{(k, n, a)}: H_min {old_d} -> {s.min_distance}, {sec:.3f} s', flush=True)
+        rows.append(((k, n, a), old_d, s.min_distance, generate._distance_upper_bound(k, n, a),
+                     f'{s.s_min}-{s.s_max}', generate._ideal_spread(k, n, a), f'{sec:.3f}'))
+    lines.append(markdown_table(('(K, N, N_act)', 'H_min lexicode only', 'H_min now', 'upper bound', 'S_min-S_max',
+                                 'ideal spread', 'seconds'), rows))
+    if not args.no_sweep:
+        rows = []
+        for n, a in MODEL_SHAPES:
+            worst, worst_k, at_bound, improved, total = sweep(n, a)
+            print(f'{(n, a)}: {(worst, worst_k, at_bound, improved, total)}', flush=True)
+            rows.append(((n, a), f'{worst:.3f} (K = {worst_k})', f'{at_bound} / {total}', improved))
+        lines += ['', 'Model shapes, every K in 2..100 (one run each):', '',
+                  markdown_table(('(N, N_act)', 'worst seconds (at K)', 'K with H_min = upper bound',
+                                  'K improved over lexicode only'), rows)]
+    write_section('bench_codes', '\n'.join(lines), args.output)
     print(f'wrote {args.output}')
     return 0
 
