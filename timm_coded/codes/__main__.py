@@ -20,7 +20,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument('--subnns', '-N', type=int, help='number of subNNs N (codeword length)')
     p.add_argument('--active', '-A', type=int, help='active subNNs per class N_act')
     p.add_argument('--min-distance', type=int, default=None, help='required minimum Hamming distance')
-    p.add_argument('--seed', type=int, default=0, help='seed of the pseudo-random pool (large N only)')
+    p.add_argument('--seed', type=int, default=0, help='seed of the pseudo-random pool and of the tabu search')
     p.add_argument('--builtin', metavar='NAME', help='print a built-in scheme instead')
     p.add_argument('--list', action='store_true', help='list the built-in schemes')
     p.add_argument('--json', action='store_true', help='print one JSON object instead of text')

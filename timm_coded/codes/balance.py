@@ -24,13 +24,6 @@ def _greedy_pick(words: np.ndarray, k: int) -> np.ndarray:
     return picked
 
 
-def _stride(words: np.ndarray, cap: int) -> np.ndarray:
-    """At most `cap` words spread evenly over `words`."""
-    if words.size <= cap:
-        return words
-    return words[(np.arange(cap, dtype=np.int64) * words.size) // cap]
-
-
 class _SwapSearch:
     """Swap local search on the column sums that keeps the minimum distance >= d.
 
@@ -48,8 +41,7 @@ class _SwapSearch:
         self.inside[chosen] = True
         self.sums = self.bits[chosen].sum(axis=0)
         self.target = self.k * a  # N * (ideal column sum)
-        self.conf_cnt = np.zeros(words.size, dtype=np.int64)
-        self.conf_sum = np.zeros(words.size, dtype=np.int64)
+        self.conf_cnt, self.conf_sum = np.zeros((2, words.size), dtype=np.int64)
         self.track = not pairwise_ok
         if self.track:
             for u in chosen:
@@ -61,9 +53,6 @@ class _SwapSearch:
         near[u] = False
         self.conf_cnt += sign * near
         self.conf_sum += sign * u * near
-
-    def spread(self) -> int:
-        return int(self.sums.max() - self.sums.min())
 
     def _best_move(self, it: int, top: int = 48) -> Tuple[int, int, int]:
         """(delta, u, v) of the best legal non-tabu move; delta is N * (change of the objective)."""
@@ -93,26 +82,23 @@ class _SwapSearch:
                 best = (int(delta.flat[j]), int(mu[j // fv.size]), int(fv[j % fv.size]))
         return best
 
-    def _apply(self, u: int, v: int, it: int, tenure: int) -> None:
-        self.inside[u], self.inside[v] = False, True
-        self.sums += self.bits[v] - self.bits[u]
-        if self.track:
-            self._conflicts(u, -1)
-            self._conflicts(v, +1)
-        self.tabu[u] = self.tabu[v] = it + tenure
-
     def run(self, ideal: int, max_iter: int, patience: int = 200, uphill: bool = False) -> np.ndarray:
         """Improve until the spread is `ideal` or no progress; the best chosen indices met. A descent takes only
         moves that do not worsen the objective; with `uphill` (a tabu search) the best legal move is taken even
         uphill, to leave local minima."""
         best_key, best_set, stale = self._key(), np.flatnonzero(self.inside), 0
         for it in range(max_iter):
-            if (best_key[0] if uphill else self.spread()) <= ideal or stale > patience:
+            if (best_key if uphill else self._key())[0] <= ideal or stale > patience:
                 break
             delta, u, v = self._best_move(it)
             if u < 0 or (delta > 0 and not uphill):
                 break
-            self._apply(u, v, it, 5 + it % 5 if uphill else 7 if delta == 0 else 0)  # moves a swapped word stays
+            self.inside[u], self.inside[v] = False, True
+            self.sums += self.bits[v] - self.bits[u]
+            if self.track:
+                self._conflicts(u, -1)
+                self._conflicts(v, +1)
+            self.tabu[u] = self.tabu[v] = it + (5 + it % 5 if uphill else 7 if delta == 0 else 0)  # tenure
             key = self._key()
             if key < best_key:
                 best_key, best_set, stale = key, np.flatnonzero(self.inside), 0
@@ -122,7 +108,7 @@ class _SwapSearch:
 
     def _key(self) -> Tuple[int, int]:
         e = self.n * self.sums - self.target
-        return self.spread(), int((e * e).sum())
+        return int(self.sums.max() - self.sums.min()), int((e * e).sum())
 
 
 def _shift_balance(words: np.ndarray, n: int, d: int, ideal: int, budget: int = 1 << 26) -> np.ndarray:
@@ -167,7 +153,8 @@ def _swap_balance(words: np.ndarray, start: np.ndarray, n: int, a: int, d: int, 
 
 def _select_balanced(pool: _Pool, code: np.ndarray, k: int, n: int, a: int, d: int) -> np.ndarray:
     """K words pairwise >= d apart with column sums as equal as possible (sorted uint64)."""
-    start = strided = _stride(code, max(1 << 16, 8 * k))  # large lexicodes are strided down
+    cap = max(1 << 16, 8 * k)  # larger lexicodes are strided down to this many words, spread evenly
+    start = strided = code if code.size <= cap else code[(np.arange(cap, dtype=np.int64) * code.size) // cap]
     if start.size > k:
         start = np.sort(start[_greedy_pick(start, k)])
     if pool.distance < d and pool.words.size * k <= 1 << 27:  # may swap in any pool word that keeps the distance
@@ -185,9 +172,7 @@ def _balance_in_pool(words: np.ndarray, code: np.ndarray, n: int, a: int, d: int
     words of `code`, as many as fit: the others cannot enter the code within a few moves.
     """
     if words.size > _BALANCE_POOL_CAP:
-        near = np.zeros(words.size, dtype=np.int64)
-        for w in code:
-            near += _popcount(words ^ w) < d
+        near = sum(_popcount(words ^ w) < d for w in code)  # conflicts with the code
         fits = np.flatnonzero(np.cumsum(np.bincount(near)) <= _BALANCE_POOL_CAP)
         words = np.union1d(words[near <= max(int(fits[-1]) if fits.size else 0, 1)], code)
     max_iter = max(100, min(4000, (1 << 26) // (words.size * n)))

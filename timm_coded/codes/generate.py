@@ -39,16 +39,15 @@ _MAX_EXTRA_SPREAD = 2  # a higher distance is only taken with S_max - S_min <= i
 
 def algorithm1(num_classes: int, num_subnns: int, num_active: int, min_distance: int) -> Optional[CodingScheme]:
     """Algorithm 1 of the paper as printed (exponential in line 20: tiny tables only); None where |G| < K."""
-    k, n = num_classes, num_subnns
-    words = sorted(w for w in itertools.product((0, 1), repeat=n) if sum(w) == num_active)  # lines 11-12
+    words = sorted(w for w in itertools.product((0, 1), repeat=num_subnns) if sum(w) == num_active)  # lines 11-12
     chosen = []                                                                               # line 13: G
     for w in words:                                                                           # lines 14-16
         if all(sum(a != b for a, b in zip(w, g)) >= min_distance for g in chosen):
             chosen.append(w)
-    if len(chosen) < k:                                                                       # lines 17-18
+    if len(chosen) < num_classes:                                                             # lines 17-18
         return None
     best, best_score = None, math.inf
-    for subset in itertools.combinations(chosen, k):                                          # lines 19-26
+    for subset in itertools.combinations(chosen, num_classes):                                # lines 19-26
         sums = np.sum(subset, axis=0)
         score = int(sums.max() - sums.min())                                                  # SCORE(C)
         if score < best_score:
@@ -75,12 +74,9 @@ def _johnson_bound(n: int, d: int, w: int) -> int:
         return 1
     if w == delta:
         return n // w
-    best = min(n * _johnson_bound(n - 1, d, w - 1) // w, n * _johnson_bound(n - 1, d, w) // (n - w),
-               math.comb(n, w))
-    denom = w * w - w * n + delta * n  # second Johnson bound
-    if denom > 0:
-        best = min(best, (delta * n) // denom)
-    return best
+    denom = w * w - w * n + delta * n  # Johnson's second bound, when positive
+    return min(n * _johnson_bound(n - 1, d, w - 1) // w, n * _johnson_bound(n - 1, d, w) // (n - w),
+               math.comb(n, w), delta * n // denom if denom > 0 else math.comb(n, w))
 
 
 def _distance_upper_bound(k: int, n: int, a: int) -> int:
@@ -127,11 +123,6 @@ def _scheme_from_words(words: np.ndarray, n: int) -> CodingScheme:
     return CodingScheme(_words_to_bits(np.sort(words), n))
 
 
-def _plain_scheme(k: int, n: int) -> CodingScheme:
-    """The r = N/N block: every class uses every subNN."""
-    return CodingScheme(np.ones((k, n), dtype=np.uint8), num_active=n)
-
-
 def _search(k: int, n: int, a: int, d_low: int, seed: int) -> Tuple[Optional[np.ndarray], int]:
     """Highest d >= d_low with a K-word code at the ideal balance (else best spread); (words, d)."""
     ideal = _ideal_spread(k, n, a)
@@ -171,7 +162,7 @@ def generate_scheme(num_classes: int, num_subnns: int, num_active: int, min_dist
     k, n, a = int(num_classes), int(num_subnns), int(num_active)
     _check_args(k, n, a)
     if a == n:
-        return _plain_scheme(k, n)
+        return CodingScheme(np.ones((k, n), dtype=np.uint8), num_active=n)  # r = N/N: every class uses every subNN
     if k == 0:
         return CodingScheme(np.zeros((0, n), dtype=np.uint8), num_active=a)
     if k == 1:

@@ -21,10 +21,7 @@ def _popcount(x: np.ndarray) -> np.ndarray:
     if hasattr(np, 'bitwise_count'):  # numpy >= 2.0
         return np.bitwise_count(x)
     b = np.ascontiguousarray(x, dtype=np.uint64).view(np.uint8).reshape(x.shape + (8,))
-    return _BYTE_POPCOUNT[b].sum(axis=-1, dtype=np.uint8)
-
-
-_BYTE_POPCOUNT = np.array([bin(i).count('1') for i in range(256)], dtype=np.uint8)
+    return np.unpackbits(b, axis=-1).sum(axis=-1, dtype=np.uint8)
 
 
 def _shifts(n: int) -> np.ndarray:
@@ -69,10 +66,6 @@ def _splitmix64(seed: int, count: int) -> np.ndarray:
         z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
         z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
         return z ^ (z >> np.uint64(31))
-
-
-def _exhaustive_pool(n: int, a: int) -> _Pool:
-    return _Pool(_unrank(np.arange(math.comb(n, a)), n, a), 2)
 
 
 _PRIMITIVE_POLYS = {3: 0b1011, 4: 0b10011, 5: 0b100101, 6: 0b1000011}
@@ -137,9 +130,8 @@ def _bch_pools(n: int, a: int) -> List[_Pool]:
     length = 1 << m
     pools = []
     for g in _bch_generators(m):
-        k = length - 1 - (g.bit_length() - 1)
-        basis = [(g << i) | ((bin(g).count('1') & 1) << (length - 1)) for i in range(k)]  # + parity bit
-        basis = _shortened_basis(basis, n)
+        parity = (bin(g).count('1') & 1) << (length - 1)  # extension bit
+        basis = _shortened_basis([(g << i) | parity for i in range(length - g.bit_length())], n)
         if len(basis) > 21 or not basis:  # enumerate at most 2^21 codewords
             continue
         code = _span(basis)
@@ -153,6 +145,6 @@ def _bch_pools(n: int, a: int) -> List[_Pool]:
 def _candidate_pools(n: int, a: int, seed: int) -> List[_Pool]:
     """All pools for (N, N_act): exhaustive when small, else structured + pseudo-random."""
     if math.comb(n, a) <= _EXHAUSTIVE_LIMIT:
-        return [_exhaustive_pool(n, a)]
+        return [_Pool(_unrank(np.arange(math.comb(n, a)), n, a), 2)]
     ranks = np.unique(_splitmix64(seed, 1 << 18) % np.uint64(math.comb(n, a))).astype(np.int64)  # 2^18 draws
     return _bch_pools(n, a) + [_Pool(_unrank(ranks, n, a), 2)]

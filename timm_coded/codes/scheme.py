@@ -29,8 +29,7 @@ def _pairwise_min_distance(bits: np.ndarray) -> int:
     shared = 0
     for start in range(0, k, 512):
         common = x[start:start + 512] @ x.T
-        rows = np.arange(common.shape[0])
-        common[rows, start + rows] = 0  # a row with itself
+        np.fill_diagonal(common[:, start:], 0)  # a row with itself
         shared = max(shared, int(common.max()))
     return 2 * (int(bits[0].sum()) - shared)
 
@@ -122,12 +121,10 @@ class CodingScheme:
 
     def quality(self) -> Dict[str, Any]:
         """Rule-by-rule summary: weight, H_min, S_min, S_max and the best spread possible."""
-        return dict(
-            num_classes=self.num_classes, num_subnns=self.num_subnns, num_active=self.num_active,
-            ratio=self.ratio_str, min_distance=self.min_distance, s_min=self.s_min, s_max=self.s_max,
-            spread=self.s_max - self.s_min, ideal_spread=_ideal_spread(self.num_classes, self.num_subnns,
-                                                                        self.num_active),
-        )
+        return dict(num_classes=self.num_classes, num_subnns=self.num_subnns, num_active=self.num_active,
+                    ratio=self.ratio_str, min_distance=self.min_distance, s_min=self.s_min, s_max=self.s_max,
+                    spread=self.s_max - self.s_min,
+                    ideal_spread=_ideal_spread(self.num_classes, self.num_subnns, self.num_active))
 
     # --- access -----------------------------------------------------------------------------------------
     def active_indices(self, k: int) -> Tuple[int, ...]:

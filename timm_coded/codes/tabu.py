@@ -12,7 +12,7 @@ from typing import Dict, Iterator, Optional, Tuple
 import numpy as np
 
 from .balance import _BALANCE_POOL_CAP, _balance_in_pool, _greedy_pick
-from .pools import _exhaustive_pool, _lexicode, _popcount, _words_to_bits
+from .pools import _lexicode, _popcount, _unrank, _words_to_bits
 from .scheme import _ideal_spread
 
 _TABU_POOL_LIMIT = 1 << 18   # the tabu search runs when C(N, N_act) <= this
@@ -43,8 +43,8 @@ class _ConflictSearch:
         self.words, self.k, self.d, self.stream = words, k, d, stream
         self.m = words.size
         self.cache_rows = k * self.m <= _TABU_CACHE
-        small = k < 1 << 12  # scores stay below 2 * offset + K (a tabu word may be back inside)
-        self.dtype, self.offset = (np.int16, 1 << 13) if small else (np.int32, 1 << 28)
+        # scores stay below 2 * offset + K (a tabu word may be back inside)
+        self.dtype, self.offset = (np.int16, 1 << 13) if k < 1 << 12 else (np.int32, 1 << 28)
 
     def _near(self, i: int) -> np.ndarray:
         """0/1 flags of the pool words closer than d to word i (i itself excluded)."""
@@ -79,11 +79,8 @@ class _ConflictSearch:
     def _argmin_from(self, values: np.ndarray, start: int) -> int:
         """Index of the smallest value, ties going to the first one at or after `start` (cyclically)."""
         i = int(np.argmin(values[start:])) + start
-        if start:
-            j = int(np.argmin(values[:start]))
-            if values[j] < values[i]:
-                return j
-        return i
+        j = int(np.argmin(values[:start + 1]))  # values[start] >= values[i]: j < start when strictly smaller
+        return j if values[j] < values[i] else i
 
     def _step(self, it: int, tabu_until: np.ndarray, best: int) -> None:
         """One move (`best`: the fewest conflicts of this restart, for the aspiration criterion)."""
@@ -157,7 +154,7 @@ def _improve(k: int, n: int, a: int, high: int, low: int, seed: int,
     (None: any); the best balance of up to 8 such codes. (None, 0) if no level qualifies."""
     if math.comb(n, a) > _TABU_POOL_LIMIT:
         return None, 0
-    pool = _exhaustive_pool(n, a).words
+    pool = _unrank(np.arange(math.comb(n, a)), n, a)  # every weight-a word
     ideal = _ideal_spread(k, n, a)
     budget = (1 << 28) // (pool.size + (1 << 15))  # moves per level: 8000 for N = 10, 1200 for C(20, 10)
     max_tries = max(1, min(8, (1 << 21) // (min(pool.size, _BALANCE_POOL_CAP) * n)))  # codes balanced per level
