@@ -35,12 +35,11 @@ class _SwapSearch:
 
     def __init__(self, words: np.ndarray, chosen: np.ndarray, n: int, a: int, d: int, pairwise_ok: bool):
         self.words, self.n, self.d = words, n, d
-        self.k = chosen.size
         self.bits = _words_to_bits(words, n).astype(np.int64)
         self.inside = np.zeros(words.size, dtype=bool)
         self.inside[chosen] = True
         self.sums = self.bits[chosen].sum(axis=0)
-        self.target = self.k * a  # N * (ideal column sum)
+        self.target = chosen.size * a  # N * (ideal column sum)
         self.conf_cnt, self.conf_sum = np.zeros((2, words.size), dtype=np.int64)
         self.track = not pairwise_ok
         if self.track:

@@ -83,10 +83,9 @@ def _distance_upper_bound(k: int, n: int, a: int) -> int:
     """Even upper bound on H_min for K words (pair-averaging/Plotkin + Johnson)."""
     if k < 2:
         return n
-    d = 2 * min(a, n - a)
     q, rem = divmod(k * a, n)  # most balanced column sums maximise the total pairwise distance
     total = rem * (q + 1) * (k - q - 1) + (n - rem) * q * (k - q)
-    d = min(d, (2 * total) // (k * (k - 1)))
+    d = min(2 * min(a, n - a), (2 * total) // (k * (k - 1)))
     d -= d % 2
     while d > 2 and _johnson_bound(n, d, a) < k:
         d -= 2
