@@ -13,8 +13,7 @@ from typing import Callable, Dict, List, Tuple
 
 import torch
 
-from timm_coded.layers.subnn_coding import _energy_grad_h, _energy_grad_w, _energy_scale, _gram_groups, _group_view, \
-    _scale_groups, _trace_energies, _weight_groups
+from timm_coded.layers.subnn_coding import _energy_grad_w, _energy_scale, _group_view, _scale_groups, _weight_groups
 
 from common import machine_info, median, time_interleaved_samples
 
@@ -62,20 +61,21 @@ def cases(batch: int, stage: Tuple[int, int, int, int], device: torch.device) ->
     go = torch.randn_like(h)
     hv, gov = _group_view(h, n), _group_view(go, n)
     scale = _energy_scale(h, weight)
+    wg = _weight_groups(weight, n)
     s = torch.matmul(hv, hv.transpose(-1, -2))
-    g = _gram_groups(weight, n).mul_(scale)
+    g = torch.bmm(wg.transpose(1, 2), wg).mul_(scale)
     coef = torch.randn(batch, n, device=device)
     gain = torch.rand(batch, n, device=device)
     buf = torch.empty_like(hv)
 
     def dh_model():
-        return _energy_grad_h(hv, g, coef, out=buf).addcmul_(gov, gain[:, :, None, None])
+        return torch.matmul(g * coef[:, :, None, None], hv, out=buf).addcmul_(gov, gain[:, :, None, None])
     return [
         ('S_bn = h_n h_n^T (forward)', {'model': lambda: torch.matmul(hv, hv.transpose(-1, -2))}),
-        ('G_n = W_n^T W_n (forward)', {'model': lambda: _gram_groups(weight, n),
+        ('G_n = W_n^T W_n (forward)', {'model': lambda: torch.bmm(wg.transpose(1, 2), wg),
                                        'contiguous W_n': lambda: gram_contiguous(weight, n),
                                        'split-K x16': lambda: gram_split_k(weight, n)}),
-        ('E_bn = <G_n, S_bn> (forward)', {'model': lambda: _trace_energies(s, g), 'bmm': lambda: energy_bmm(s, g)}),
+        ('E_bn = <G_n, S_bn> (forward)', {'model': lambda: (s * g).sum(dim=(-1, -2)), 'bmm': lambda: energy_bmm(s, g)}),
         ('gain * h (forward)', {'model': lambda: _scale_groups(h, gain)}),
         # the model's a_bn: an elementwise product (its buffer reused for dL/dh) and a sum
         ('a_bn = <dout_bn, h_bn> (backward)', {'model': lambda: (gov * hv).sum(dim=(-1, -2)),

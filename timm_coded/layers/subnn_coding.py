@@ -67,17 +67,6 @@ def _energy_scale(h: torch.Tensor, weight: torch.Tensor) -> float:
     return 1. / float(weight.shape[0] * h.shape[2] * h.shape[3])
 
 
-def _gram_groups(weight: torch.Tensor, num_subnns: int) -> torch.Tensor:
-    """G_n = W_n^T W_n, (N, d, d), fp32."""
-    wg = _weight_groups(weight, num_subnns)
-    return torch.bmm(wg.transpose(1, 2), wg)
-
-
-def _trace_energies(s: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
-    """trace(G_n S_bn) for every sample and subNN, (B, N); G_n and S_bn are symmetric."""
-    return (s * g).sum(dim=(-1, -2))
-
-
 def _scale_groups(h: torch.Tensor, gain: torch.Tensor) -> torch.Tensor:
     """h_n * gain_bn for every group n; gain (B, N). Keeps h's dtype and memory format."""
     b, c, height, width = h.shape
@@ -100,9 +89,10 @@ def _energies(h: torch.Tensor, weight: torch.Tensor, num_subnns: int
               ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(E(t_n) (Eq. 2), S_n, G_n / (C H W)), fp32."""
     hv = _fp32(_group_view(h, num_subnns))
+    wg = _weight_groups(weight, num_subnns)
     s = torch.matmul(hv, hv.transpose(-1, -2))                              # S_n = sum_pixels h_n h_n^T
-    g = _gram_groups(weight, num_subnns).mul_(_energy_scale(h, weight))     # G_n / (C H W)
-    return _trace_energies(s, g), s, g                                      # E(t_n), Eq. 2
+    g = torch.bmm(wg.transpose(1, 2), wg).mul_(_energy_scale(h, weight))    # G_n / (C H W), G_n = W_n^T W_n
+    return (s * g).sum(dim=(-1, -2)), s, g                                  # E = trace(G_n S_n) (symmetric), Eq. 2
 
 
 @register_notrace_function
@@ -114,16 +104,21 @@ def subnn_energies(h: torch.Tensor, weight: torch.Tensor, num_subnns: int) -> to
         return _energies(h, weight, num_subnns)[0]
 
 
+def _coding_forward(h: torch.Tensor, weight: torch.Tensor, num_subnns: int, eps: float, keep: Optional[torch.Tensor]
+                    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(gain * h, E(t̄_n)) and what `SubNNCoding`'s backward needs: S_n, G_n / (C H W), E_avg, gain."""
+    energy, s, g = _energies(h, weight, num_subnns)                      # E(t_n), Eq. 2
+    e_avg = energy.mean(dim=1, keepdim=True) + eps
+    gain = torch.rsqrt(e_avg)
+    gain = gain * keep.to(gain.dtype) if keep is not None else gain.expand(energy.shape)
+    return _scale_groups(h, gain), energy / e_avg, s, g, e_avg, gain     # E(t̄_n) = E(t_n) / E_avg, Eq. 3
+
+
 def _normalize_subnns_autograd(
         h: torch.Tensor, weight: torch.Tensor, num_subnns: int, eps: float, keep: Optional[torch.Tensor],
 ) -> Tuple[torch.Tensor, torch.Tensor]:
     """`normalize_subnns` differentiated by autograd: the definition `SubNNCoding` follows (and TorchScript's)."""
-    energy = _energies(h, weight, num_subnns)[0]
-    e_avg = energy.mean(dim=1, keepdim=True) + eps
-    gain = torch.rsqrt(e_avg).expand(energy.shape)
-    if keep is not None:
-        gain = gain * keep
-    return _scale_groups(h, gain), energy / e_avg
+    return _coding_forward(h, weight, num_subnns, eps, keep)[:2]
 
 
 @register_notrace_function
@@ -161,11 +156,6 @@ def _energy_grad_w(weight: torch.Tensor, s: torch.Tensor, coef: torch.Tensor, sc
     return grad.view(weight.shape).to(weight.dtype)
 
 
-def _energy_grad_h(hv: torch.Tensor, g: torch.Tensor, coef: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
-    """dL/dh_bn = coef_bn G_n h_bn (from E_bn = trace(G_n S_bn)) in the group view, fp32, into `out`."""
-    return torch.matmul(g * coef[:, :, None, None], hv, out=out)
-
-
 class SubNNCoding(torch.autograd.Function):
     """`_normalize_subnns_autograd` as one op with a hand-written backward (h saved once, one h-sized buffer).
 
@@ -177,15 +167,11 @@ class SubNNCoding(torch.autograd.Function):
     @staticmethod
     def forward(ctx, h: torch.Tensor, weight: torch.Tensor, keep: Optional[torch.Tensor], num_subnns: int,
                 eps: float) -> Tuple[torch.Tensor, torch.Tensor]:
-        energy, s, g = _energies(h, weight, num_subnns)                      # E(t_n), Eq. 2
-        e_avg = energy.mean(dim=1, keepdim=True) + eps
-        energy_norm = energy / e_avg                                         # E(t̄_n), Eq. 3
-        gain = torch.rsqrt(e_avg)
-        gain = gain * keep.to(gain.dtype) if keep is not None else gain.expand(energy.shape)
+        out, energy_norm, s, g, e_avg, gain = _coding_forward(h, weight, num_subnns, eps, keep)
         ctx.save_for_backward(h, weight, s, g, energy_norm, e_avg, gain)
         ctx.num_subnns, ctx.scale = num_subnns, _energy_scale(h, weight)
         ctx.set_materialize_grads(False)
-        return _scale_groups(h, gain), energy_norm
+        return out, energy_norm
 
     @staticmethod
     def backward(ctx, grad_out: Optional[torch.Tensor], grad_norm: Optional[torch.Tensor]):
@@ -207,7 +193,7 @@ class SubNNCoding(torch.autograd.Function):
         coef = (torch.sub(grad_norm, u, alpha=1. / n) if grad_norm is not None else u * (-1. / n)) / (0.5 * e_avg)
         grad_h = grad_w = None
         if ctx.needs_input_grad[0]:
-            grad_h = _energy_grad_h(hv, g, coef, out=buf)
+            grad_h = torch.matmul(g * coef[:, :, None, None], hv, out=buf)  # dL/dh_bn = coef_bn G_n h_bn
             if go is not None:
                 grad_h.addcmul_(go, gain[:, :, None, None])
             grad_h = grad_h.reshape(h.shape).to(h.dtype)
