@@ -37,10 +37,7 @@ class CodedState(NamedTuple):
 
 def coded_state(model: nn.Module, consume: bool = False) -> CodedState:
     """Energies of the last forward pass of every coded block (model possibly wrapped), with their codebooks.
-
-    Args:
-        consume: Clear the stashed energies, so a second loss without a new forward pass is an error.
-    """
+    `consume` clears them, so a second loss without a new forward pass is an error."""
     blocks = named_coded_blocks(model)
     if not blocks:
         raise ValueError(
@@ -62,13 +59,9 @@ def coded_state(model: nn.Module, consume: bool = False) -> CodedState:
 
 
 def check_class_indices(target: torch.Tensor, num_classes: int) -> None:
-    """A clear error for class indices outside 0..K-1, without stalling an accelerator.
-
-    CPU: a ValueError at once. CUDA: an asynchronous device assertion with the same message (it surfaces at the
-    next synchronisation). XLA and other devices: no check, as any check there would sync.
-    """
-    if target.device.type not in ('cpu', 'cuda') or target.dim() != 1 or target.is_floating_point() \
-            or not target.numel():
+    """A clear error for class indices outside 0..K-1 without stalling an accelerator: a ValueError on CPU, an
+    asynchronous device assertion on CUDA (surfacing at the next sync), no check elsewhere (it would sync)."""
+    if target.device.type not in ('cpu', 'cuda') or target.is_floating_point():
         return
     bad = ((target < 0) | (target >= num_classes)).any()
     message = (f'Class index out of range: the codebook has {num_classes} classes (0..{num_classes - 1}). '
@@ -81,10 +74,8 @@ def check_class_indices(target: torch.Tensor, num_classes: int) -> None:
 
 
 def block_coding_losses(state: CodedState, target: torch.Tensor, power: int = CODING_LOSS_POWER) -> torch.Tensor:
-    """(L,) coding loss of each coded block (Eq. 5), each averaged over the batch.
-
-    Blocks sharing a coding scheme are computed together: a handful of kernels per scheme.
-    """
+    """(L,) coding loss of each coded block (Eq. 5), each averaged over the batch; the blocks sharing a coding
+    scheme are computed together (a handful of kernels per scheme)."""
     groups: Dict[str, List[int]] = {}
     for i, energy in enumerate(state.energies):
         if energy.shape[0] != target.shape[0]:
@@ -116,11 +107,8 @@ def block_coding_losses(state: CodedState, target: torch.Tensor, power: int = CO
 def coding_loss(model: nn.Module, target: torch.Tensor, per_block: bool = False, consume: bool = True) -> torch.Tensor:
     """sum_l L_code,l of the model's last forward pass, unweighted: `loss = criterion(out, y) + mu * coding_loss(...)`.
 
-    Accepts DDP-wrapped and compiled models; targets are class indices (B,) or soft targets (B, K).
-
-    Args:
-        per_block: Return the (L,) per-block losses instead of their sum.
-        consume: Forget the energies afterwards, so a loss without a new forward pass raises.
+    Accepts DDP-wrapped and compiled models; targets are class indices (B,) or soft targets (B, K). `per_block`
+    returns the (L,) per-block losses instead; `consume` forgets the energies, so a loss without a new forward raises.
     """
     losses = block_coding_losses(coded_state(model, consume=consume), target)
     return losses if per_block else losses.sum()
