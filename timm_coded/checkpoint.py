@@ -84,13 +84,6 @@ def read_checkpoint(path: Union[str, os.PathLike]) -> Dict[str, Any]:
     raise CheckpointError(f'{path} is neither a state_dict nor a timm training checkpoint (no "state_dict" entry).')
 
 
-def _codebooks(state_dict: Mapping[str, torch.Tensor]) -> Dict[str, list]:
-    """{'A/N': codeword strings} of the `codebooks.rA_N` buffers of a state_dict."""
-    from .layers import parse_ratio
-    return {'{}/{}'.format(*parse_ratio(k[len('codebooks.'):])): [''.join(map(str, row)) for row in v.tolist()]
-            for k, v in state_dict.items() if k.startswith('codebooks.r')}
-
-
 def model_from_checkpoint(
         path: Union[str, os.PathLike],
         model_name: Optional[str] = None,
@@ -131,8 +124,9 @@ def model_from_checkpoint(
         kwargs['coding_ratios'] = tuple(args['coding_ratios'])
     if args.get('drop_subnn') is not None:
         kwargs['drop_subnn_rate'] = args['drop_subnn']
-    if _codebooks(state_dict):
-        kwargs['codebooks'] = _codebooks(state_dict)
+    codebooks = {k[len('codebooks.'):]: v for k, v in state_dict.items() if k.startswith('codebooks.r')}  # 'r3_10'
+    if codebooks:
+        kwargs['codebooks'] = codebooks
     kwargs.update(model_kwargs or {})
     model = timm.create_model(arch, pretrained=False, **kwargs)
     try:
