@@ -104,9 +104,11 @@ def subnn_energies(h: torch.Tensor, weight: torch.Tensor, num_subnns: int) -> to
         return _energies(h, weight, num_subnns)[0]
 
 
-def _coding_forward(h: torch.Tensor, weight: torch.Tensor, num_subnns: int, eps: float, keep: Optional[torch.Tensor]
-                    ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(gain * h, E(t̄_n)) and what `SubNNCoding`'s backward needs: S_n, G_n / (C H W), E_avg, gain."""
+def _normalize_subnns_autograd(
+        h: torch.Tensor, weight: torch.Tensor, num_subnns: int, eps: float, keep: Optional[torch.Tensor],
+) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """`normalize_subnns` differentiated by autograd, the definition `SubNNCoding` follows (and TorchScript's):
+    (gain * h, E(t̄_n)), then what the backward needs: S_n, G_n / (C H W), E_avg, gain."""
     energy, s, g = _energies(h, weight, num_subnns)                      # E(t_n), Eq. 2
     e_avg = energy.mean(dim=1, keepdim=True) + eps
     gain = torch.rsqrt(e_avg)
@@ -114,28 +116,16 @@ def _coding_forward(h: torch.Tensor, weight: torch.Tensor, num_subnns: int, eps:
     return _scale_groups(h, gain), energy / e_avg, s, g, e_avg, gain     # E(t̄_n) = E(t_n) / E_avg, Eq. 3
 
 
-def _normalize_subnns_autograd(
-        h: torch.Tensor, weight: torch.Tensor, num_subnns: int, eps: float, keep: Optional[torch.Tensor],
-) -> Tuple[torch.Tensor, torch.Tensor]:
-    """`normalize_subnns` differentiated by autograd: the definition `SubNNCoding` follows (and TorchScript's)."""
-    return _coding_forward(h, weight, num_subnns, eps, keep)[:2]
-
-
 @register_notrace_function
-def normalize_subnns(
-        h: torch.Tensor,
-        weight: torch.Tensor,
-        num_subnns: int,
-        eps: float = 1e-6,
-        keep: Optional[torch.Tensor] = None,
-) -> Tuple[torch.Tensor, torch.Tensor]:
+def normalize_subnns(h: torch.Tensor, weight: torch.Tensor, num_subnns: int, eps: float = 1e-6,
+                     keep: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, torch.Tensor]:
     """Energy normalisation (Eq. 3) and dropSubNNs as one gain on h: returns (gain * h, E(t̄_n) (B, N) fp32).
 
     `keep` is the (B, N) dropSubNNs mask scaled by 1/(1-p), or None. conv3(gain * h) equals the reference's
     sum_n keep_n t̄_n; the energy path runs in fp32 whatever the autocast state.
     """
     if torch.jit.is_scripting():
-        return _normalize_subnns_autograd(h, weight, num_subnns, eps, keep)
+        return _normalize_subnns_autograd(h, weight, num_subnns, eps, keep)[:2]
     with _no_autocast(h):
         return SubNNCoding.apply(h, weight, keep, num_subnns, eps)
 
@@ -167,7 +157,7 @@ class SubNNCoding(torch.autograd.Function):
     @staticmethod
     def forward(ctx, h: torch.Tensor, weight: torch.Tensor, keep: Optional[torch.Tensor], num_subnns: int,
                 eps: float) -> Tuple[torch.Tensor, torch.Tensor]:
-        out, energy_norm, s, g, e_avg, gain = _coding_forward(h, weight, num_subnns, eps, keep)
+        out, energy_norm, s, g, e_avg, gain = _normalize_subnns_autograd(h, weight, num_subnns, eps, keep)
         ctx.save_for_backward(h, weight, s, g, energy_norm, e_avg, gain)
         ctx.num_subnns, ctx.scale = num_subnns, _energy_scale(h, weight)
         ctx.set_materialize_grads(False)
