@@ -99,13 +99,11 @@ class Codebooks(nn.Module):
             if prefix + key not in state_dict:
                 continue  # plain ResNeXt weights carry no codebook: the model's own is kept
             ours, theirs = getattr(self, key), state_dict.pop(prefix + key).to(torch.uint8)
-            if theirs.shape == ours.shape:
-                if not torch.equal(theirs.to(ours.device), ours):
-                    error_msgs.append(_mismatch_message(key, theirs, ours))
-            elif theirs.dim() == 2 and theirs.shape[1] == ours.shape[1] and not self.head_in_checkpoint:
+            new_head = theirs.dim() == 2 and theirs.shape[1] == ours.shape[1] and not self.head_in_checkpoint
+            if theirs.shape != ours.shape and new_head:
                 warnings.warn(f'Checkpoint codebook {key} is for {theirs.shape[0]} classes, the model has '
                               f'{ours.shape[0]}: keeping the model\'s codebook (fine-tuning to a new class count).')
-            else:
+            elif theirs.shape != ours.shape or not torch.equal(theirs.to(ours.device), ours):
                 error_msgs.append(_mismatch_message(key, theirs, ours))
         unexpected_keys.extend(k for k in state_dict if k.startswith(prefix) and k[len(prefix):] not in self.keys())
 
