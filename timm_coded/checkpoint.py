@@ -113,17 +113,16 @@ def model_from_checkpoint(
         raise ValueError(f'{path} does not name its architecture (a bare state_dict): pass --model NAME.')
     kwargs: Dict[str, Any] = {}
     in_chans = args.get('in_chans') or (args.get('input_size') or [None])[0]
-    for name, value, weight in (('in_chans', in_chans, 'conv1.weight'), ('num_classes', args.get('num_classes'),
-                                                                         'fc.weight')):
+    for name, value, weight, dim in (('in_chans', in_chans, 'conv1.weight', 1),
+                                     ('num_classes', args.get('num_classes'), 'fc.weight', 0)):
         if value is None and weight in state_dict:
-            value = state_dict[weight].shape[1 if name == 'in_chans' else 0]
+            value = state_dict[weight].shape[dim]
         if value is not None:
             kwargs[name] = int(value)
     kwargs.update(args.get('model_kwargs') or {})
-    if args.get('coding_ratios') is not None:  # train's --coding-ratios / --drop-subnn
-        kwargs['coding_ratios'] = tuple(args['coding_ratios'])
-    if args.get('drop_subnn') is not None:
-        kwargs['drop_subnn_rate'] = args['drop_subnn']
+    for flag, name in (('coding_ratios', 'coding_ratios'), ('drop_subnn', 'drop_subnn_rate')):  # train's flags
+        if args.get(flag) is not None:
+            kwargs[name] = args[flag]
     codebooks = {k[len('codebooks.'):]: v for k, v in state_dict.items() if k.startswith('codebooks.r')}  # 'r3_10'
     if codebooks:
         kwargs['codebooks'] = codebooks
