@@ -133,10 +133,8 @@ def early_decoder_scores(energy: torch.Tensor, codebook: torch.Tensor, ratio: fl
 
 
 def early_decode(model: nn.Module, x: Optional[torch.Tensor] = None) -> List[torch.Tensor]:
-    """One (B, K) early-decoder score tensor per coded block, in depth order.
-
-    Runs `model(x)` (no grad) when `x` is given, else decodes the energies of the last forward pass.
-    """
+    """One (B, K) early-decoder score tensor per coded block, in depth order: of `model(x)` (run without grad) when
+    `x` is given, else of the last forward pass."""
     if x is not None:
         with torch.no_grad():
             model(x)
