@@ -10,8 +10,10 @@ import os
 import zipfile
 from typing import Any, Dict, Mapping, Optional, Tuple, Union
 
+import timm
 import torch
 import torch.nn as nn
+from timm.models import clean_state_dict, resolve_pretrained_cfg
 
 __all__ = ['CheckpointError', 'check_checkpoint', 'check_pretrained_file', 'read_checkpoint',
            'model_from_checkpoint']
@@ -37,8 +39,7 @@ def check_checkpoint(path: Union[str, os.PathLike]) -> None:
     if path.endswith('.safetensors'):
         from safetensors import safe_open
         try:
-            with safe_open(path, framework='pt') as f:
-                f.keys()
+            safe_open(path, framework='pt')  # parses and checks the header
         except Exception as e:  # safetensors raises its own error type for every damaged header
             raise _corrupt(path, str(e)) from None
         return
@@ -59,7 +60,6 @@ def check_checkpoint(path: Union[str, os.PathLike]) -> None:
 
 def check_pretrained_file(variant: str, pretrained_cfg: Any = None, overlay: Optional[Mapping] = None) -> None:
     """`check_checkpoint` the local weight file a model's pretrained cfg (with `pretrained_cfg_overlay`) names."""
-    from timm.models import resolve_pretrained_cfg
     cfg = resolve_pretrained_cfg(variant, pretrained_cfg=pretrained_cfg, pretrained_cfg_overlay=overlay)
     if cfg is not None and cfg.file and cfg.source not in ('hf-hub', 'local-dir'):
         check_checkpoint(cfg.file)
@@ -96,8 +96,6 @@ def model_from_checkpoint(
     codebooks) come from the checkpoint; `model_name` / `model_kwargs` override them. Returns (model in eval
     mode, training args, the checkpoint's other entries: epoch, metric).
     """
-    import timm
-    from timm.models import clean_state_dict
     raw = read_checkpoint(path)
     args = dict(raw.get('args') or {})
     key = 'state_dict_ema' if use_ema else 'state_dict'
