@@ -1,8 +1,7 @@
 """ The coded-block interface: what the coding loss and the analysis tools read from any coded model.
 
-A coded block keeps the normalised energies of its last forward pass and names its codebook; the model holds
-the codebooks in one `Codebooks` module. Any model family whose blocks satisfy `CodedBlock` (and which has a
-`Codebooks` child) trains with the coding loss and works with the analysis tools unchanged.
+Any model family whose blocks satisfy `CodedBlock` (and which has one `Codebooks` child holding the codebooks)
+trains with the coding loss and works with the analysis tools unchanged.
 """
 from typing import List, Optional, Protocol, Tuple
 

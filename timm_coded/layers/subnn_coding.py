@@ -131,10 +131,8 @@ def normalize_subnns(h: torch.Tensor, weight: torch.Tensor, num_subnns: int, eps
 
 
 def _energy_grad_w(weight: torch.Tensor, s: torch.Tensor, coef: torch.Tensor, scale: float) -> torch.Tensor:
-    """dL/dW_n = scale W_n S̄_n, S̄_n = sum_b coef_bn S_bn (coef = 2 dL/dE), written in the weight's layout.
-
-    S̄ is one batched product; W_n S̄_n goes straight into the (C, N, d) view of the weight gradient (under
-    torch.compile through a temporary: Dynamo breaks the graph at out= into a view)."""
+    """dL/dW_n = scale W_n S̄_n, S̄_n = sum_b coef_bn S_bn (coef = 2 dL/dE), written straight into the (C, N, d)
+    view of the weight gradient (under torch.compile via a temporary: Dynamo breaks the graph at out= into a view)."""
     b, n, d, _ = s.shape
     coef_n = (coef * scale).expand(b, n).t().contiguous().unsqueeze(1)  # (N, 1, B)
     s_bar = torch.bmm(coef_n, s.view(b, n, d * d).transpose(0, 1)).view(n, d, d)
