@@ -2,21 +2,18 @@
 
     python -m train_hooks.main_job [--output output/main_job] [--device auto] [--scale 1.0]
 
-1. trains `coded_resnext23_10x4d` and its plain baseline `resnext23_10x4d` on Fashion-MNIST by the same recipe
-   (`python -m train_hooks.train --config fashion_mnist_paper`, a shorter schedule), side by side on a CPU;
-2. analyses the pair on the whole test split (`python -m timm_coded.analyze`): binary classifiers cut from both,
-   early decoders, subNN removal, calibration, plots;
-3. writes the Hub export of the coded model (`python -m hub_cards.push --dry-run`) with the measured metrics;
-4. writes `README.md` in the output folder, leading with the binary-classifier gap and the removal result.
-
-Every stage is the project's own command line, run as a subprocess. With a GPU the same job trains there,
-one model after the other, on more data for longer (`--scale`).
+Every stage is the project's own command line, run as a subprocess: `train_hooks.train` trains
+`coded_resnext23_10x4d` and its plain baseline `resnext23_10x4d` by the `fashion_mnist_paper` recipe on a shorter
+schedule (side by side on a CPU; on a GPU one after the other, on more data for longer: `--scale`);
+`timm_coded.analyze` measures the pair on the whole test split; `hub_cards.push --dry-run` writes the coded model's
+Hub export. `README.md` in the output folder leads with the binary-classifier gap and the removal result.
 """
 import argparse
 import csv
 import json
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -40,9 +37,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument('--output', default='output/main_job', help='folder for everything the job writes')
     p.add_argument('--device', default='auto', help="'auto' (cuda if present, else cpu), 'cpu' or 'cuda'")
     p.add_argument('--data-dir', default=None, help='Fashion-MNIST IDX files (default: Debian package folder)')
-    p.add_argument('--scale', type=float, default=None,
-                   help='multiplier of the training images per class and of the epochs (up to 3x); default 1 on '
-                        'CPU, 6 on GPU (the whole training set)')
+    p.add_argument('--scale', type=float, default=None, help='multiplier of the training images per class and of '
+                   'the epochs (up to 3x); default 1 on CPU, 6 on GPU (the whole training set)')
     p.add_argument('--download', action='store_true',
                    help='download Fashion-MNIST with torchvision when the Debian files are missing (needs network)')
     return p.parse_args(argv)
@@ -104,11 +100,9 @@ def export_command(checkpoint: Path, metrics: Path, out: Path) -> List[str]:
 def card_metrics(res: Dict) -> Dict:
     """The Hub card's metrics (hub_cards.card schema, percent), all measured by this run."""
     pct = lambda v: round(100 * v, 2)  # noqa: E731
-    mean = res['binary_classifiers']['mean']
+    mean, dec = res['binary_classifiers']['mean'], res['early_decoders']
     return {'dataset': 'fashion_mnist', 'split': 'test', 'num_samples': res['samples']['test'],
-            'top1': pct(res['accuracy']),
-            'early_decoders': {b: pct(a) for b, a in zip(res['early_decoders']['blocks'],
-                                                         res['early_decoders']['accuracy'])},
+            'top1': pct(res['accuracy']), 'early_decoders': dict(zip(dec['blocks'], map(pct, dec['accuracy']))),
             'binary_classifiers': {'mean': {k: pct(mean['coded']['val'][k]) for k in ('precision', 'recall', 'f1')}},
             'notes': 'Measured by the timm-coded main job on the whole Fashion-MNIST test split; binary-classifier '
                      'thresholds chosen on training images.'}
@@ -132,7 +126,8 @@ def main(argv: Optional[List[str]] = None) -> None:
         for name, cmd in stages.items():
             run_stages({name: cmd}, logs, timings)
     ckpt = {m: out / 'train' / m / 'last.pth.tar' for m in (CODED, BASELINE)}
-    last_coded = coded_blocks_last(out / 'train' / CODED / 'summary.csv')
+    with open(out / 'train' / CODED / 'summary.csv') as f:  # the last coded block: the last early-decoder column
+        last_coded = [c[len('eval_dec_acc_'):] for c in next(csv.reader(f)) if c.startswith('eval_dec_acc_')][-1]
     run_stages({'analyze': [
         sys.executable, '-m', 'timm_coded.analyze', '--checkpoint', str(ckpt[CODED]), '--dataset', 'fashion_mnist',
         '--data-dir', data_dir, '--output', str(out / 'analysis'), '--baseline-model', BASELINE,
@@ -140,20 +135,10 @@ def main(argv: Optional[List[str]] = None) -> None:
         '--calibration-repeats', '4', '--device', device]}, logs, timings)
     results = json.loads((out / 'analysis' / 'results.json').read_text())
     (out / 'metrics.json').write_text(json.dumps(card_metrics(results), indent=1))
-    export = out / 'hub_export'
-    if export.exists():
-        import shutil
-        shutil.rmtree(export)
-    run_stages({'hub_export': export_command(ckpt[CODED], out / 'metrics.json', export)}, logs, timings)
+    shutil.rmtree(out / 'hub_export', ignore_errors=True)
+    run_stages({'hub_export': export_command(ckpt[CODED], out / 'metrics.json', out / 'hub_export')}, logs, timings)
     timings['total'] = time.time() - start
     print(f'\nDone in {timings["total"] / 60:.1f} min. Report: {write_report(out, results, timings, device, scale)}')
-
-
-def coded_blocks_last(summary: Path) -> str:
-    """The last coded block, read off the early-decoder columns the training summary logs."""
-    with open(summary) as f:
-        header = next(csv.reader(f))
-    return [c[len('eval_dec_acc_'):] for c in header if c.startswith('eval_dec_acc_')][-1]
 
 
 def _pct(x: Optional[float]) -> str:
