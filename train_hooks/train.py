@@ -161,7 +161,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     if args.model_ema and rt.is_xla:  # EMA copy made on the CPU, then moved with the task
         task.setup_ema(decay=args.model_ema_decay, use_warmup=args.model_ema_warmup)
     task.to(rt.device)
-    if args.model_ema and not rt.is_xla:
+    if args.model_ema and not rt.is_xla:  # after .to(): ModelEmaV3 makes its rounding RNG on the weights' device
         task.setup_ema(decay=args.model_ema_decay, use_warmup=args.model_ema_warmup)
     optimizer = create_optimizer_v2(model, **optimizer_kwargs(cfg=args), **args.opt_kwargs)
 
@@ -179,12 +179,10 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
         optimizer, **scheduler_kwargs(args, decreasing_metric=args.eval_metric == 'loss'),
         updates_per_epoch=updates_per_epoch)
 
-    train_state = TrainState(loss_scaler, lr_scheduler)
     start_epoch = 0
     if args.resume:
-        start_epoch = resume_training(
-            args.resume, task, optimizer=None if args.no_resume_opt else optimizer,
-            train_state=TrainState(loss_scaler, None if args.no_resume_opt else lr_scheduler))
+        start_epoch = resume_training(args.resume, task, optimizer=None if args.no_resume_opt else optimizer,
+                                      train_state=TrainState(loss_scaler, None if args.no_resume_opt else lr_scheduler))
     if args.start_epoch is not None:
         start_epoch = args.start_epoch
     if lr_scheduler is not None and start_epoch > 0:
@@ -205,7 +203,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
         saver = CheckpointSaver(
             model=model, args=args, checkpoint_dir=output_dir, recovery_dir=output_dir,
             decreasing=args.eval_metric == 'loss', max_history=args.checkpoint_hist, task=task,
-            **saver_kwargs(optimizer, train_state))
+            **saver_kwargs(optimizer, TrainState(loss_scaler, lr_scheduler)))
         with open(os.path.join(output_dir, 'args.yaml'), 'w') as f:
             f.write(args_text)
         if args.resume and os.path.dirname(os.path.abspath(args.resume)) == os.path.abspath(output_dir):
@@ -220,6 +218,7 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
 
     rt.end_step()  # run the pending set-up work (XLA), so no training graph carries it
     best_metric, best_epoch, eval_metrics = None, None, {}
+    emas = (False, True) if task.has_ema() else (False,)  # the model, then its EMA copy
     num_updates = start_epoch * updates_per_epoch
     try:
         for epoch in range(start_epoch, num_epochs):
@@ -233,12 +232,11 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
                 epoch, task, loader_train, optimizer, rt, args, block_names, num_updates,
                 lr_scheduler=lr_scheduler, loss_scaler=loss_scaler, amp_dtype=amp_dtype, step_metrics=step_metrics)
             if rt.distributed and args.dist_bn in ('broadcast', 'reduce'):
-                distribute_bn(task.get_trainable_module(), rt.world_size, args.dist_bn == 'reduce')
-                if task.has_ema():
-                    distribute_bn(task.get_trainable_module(ema=True), rt.world_size, args.dist_bn == 'reduce')
+                for ema in emas:
+                    distribute_bn(task.get_trainable_module(ema=ema), rt.world_size, args.dist_bn == 'reduce')
 
             eval_metrics = OrderedDict()
-            for ema in (False, True) if task.has_ema() else (False,):
+            for ema in emas:
                 metrics = validate(task.get_eval_model(ema=ema), loader_eval, rt, args, block_names, amp_dtype,
                                    step_metrics, epoch, log_suffix=' (EMA)' if ema else '')
                 eval_metrics.update((f'ema_{k}' if ema else k, v) for k, v in metrics.items())
