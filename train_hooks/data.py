@@ -1,10 +1,7 @@
-""" Datasets, transforms and loaders of `train_hooks.train`, built from timm.data.
-
-* Datasets: `timm.data.create_dataset`'s, plus `fashion_mnist` read offline from Debian's `dataset-fashion-mnist`
-  files (grayscale: `--in-chans 1` keeps one channel, otherwise it is replicated to 3).
-* `cifar_train_transform`: the CIFAR recipe's pad-and-crop + flip (+ RandAugment), which timm lacks.
-* Evaluation sets are padded to whole batches with targets -1 (`PaddedDataset`), so every evaluation batch has the
-  same shape (XLA) and distributed ranks see disjoint real samples; the evaluator ignores target -1.
+""" Datasets, transforms and loaders of `train_hooks.train`, built from timm.data: `create_dataset`'s datasets plus
+`fashion_mnist` (offline, Debian's `dataset-fashion-mnist`), the CIFAR pad-and-crop transform timm lacks, and
+evaluation sets padded to whole batches with target -1 (`PaddedDataset`): every evaluation batch has one shape (XLA)
+and distributed ranks see disjoint real samples; the evaluator ignores target -1.
 """
 import math
 import os
@@ -87,11 +84,8 @@ def cifar_train_transform(
         std: Tuple[float, ...] = (0.5, 0.5, 0.5), re_prob: float = 0., re_mode: str = 'pixel', re_count: int = 1,
         use_prefetcher: bool = False,
 ) -> transforms.Compose:
-    """CIFAR training transform: pad by `padding` (zeros), random crop `img_size`, flip, then RandAugment.
-
-    With `use_prefetcher` the output is a uint8 tensor (timm's prefetcher normalises and erases on device),
-    otherwise a normalised float tensor followed by random erasing if `re_prob` > 0.
-    """
+    """CIFAR training transform: zero-pad by `padding`, random crop `img_size`, flip, RandAugment; a uint8 tensor with
+    `use_prefetcher` (timm's prefetcher normalises and erases on device), else normalised, then random erasing."""
     tfl = [transforms.RandomCrop(img_size, padding=padding)]
     if hflip > 0.:
         tfl.append(transforms.RandomHorizontalFlip(p=hflip))
@@ -129,8 +123,7 @@ def create_loaders(args, datasets: Tuple[torch.utils.data.Dataset, torch.utils.d
     (train, val), (train_config, eval_config) = datasets, data_configs
     common = dict(num_workers=args.workers, distributed=rt.distributed, pin_memory=args.pin_mem, device=rt.device,
                   use_prefetcher=use_prefetcher)
-    interpolation = train_config['interpolation'] if args.no_aug or not args.train_interpolation \
-        else args.train_interpolation
+    interpolation = (not args.no_aug and args.train_interpolation) or train_config['interpolation']
     loader_train = create_loader(
         train, input_size=train_config['input_size'], batch_size=args.batch_size, is_training=True,
         no_aug=args.no_aug, re_prob=args.reprob, re_mode=args.remode, re_count=args.recount,
