@@ -145,8 +145,7 @@ class CodedEvaluator:
     def update(self, output: torch.Tensor, target: torch.Tensor,
                decoder_preds: Optional[List[torch.Tensor]] = None) -> None:
         output, valid, tgt = output.float(), target >= 0, target.clamp(min=0)
-        loss = F.cross_entropy(output, tgt, reduction='none')
-        self.loss_sum += torch.where(valid, loss, torch.zeros_like(loss)).sum()
+        self.loss_sum += F.cross_entropy(output, target, ignore_index=-1, reduction='sum')
         correct = output.topk(min(5, output.shape[-1]), dim=-1).indices.eq(tgt[:, None]) & valid[:, None]
         parts = [valid.sum(), correct[:, 0].sum(), correct.any(dim=-1).sum()]
         self.counts += torch.stack(parts + [(p.eq(tgt) & valid).sum() for p in (decoder_preds or [])])
