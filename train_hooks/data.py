@@ -64,11 +64,9 @@ def create_datasets(args, in_chans: int) -> Tuple[torch.utils.data.Dataset, torc
     else:
         if not args.data_dir and not args.dataset.lower().startswith(('hfds/', 'hfids/', 'tfds/', 'wds/')):
             raise ValueError(f'--data-dir is required for dataset {args.dataset or "(image folder)"!r}.')
-        common = dict(
-            root=args.data_dir, download=args.dataset_download, class_map=args.class_map,
-            batch_size=args.batch_size, seed=args.seed,
-            input_img_mode=args.input_img_mode or ('L' if in_chans == 1 else 'RGB'),
-        )
+        common = dict(root=args.data_dir, download=args.dataset_download, class_map=args.class_map,
+                      batch_size=args.batch_size, seed=args.seed,
+                      input_img_mode=args.input_img_mode or ('L' if in_chans == 1 else 'RGB'))
         train = create_dataset(args.dataset, split=args.train_split, is_training=True, **common)
         val = create_dataset(args.dataset, split=args.val_split, is_training=False, **common)
     if args.train_per_class:
