@@ -118,13 +118,6 @@ def _check_batches(args, rt: Runtime) -> None:
                          f'{args.batch_size}.')
 
 
-def _check_targets(dataset, num_classes: int) -> None:
-    targets = dataset_targets(dataset)
-    if targets is not None and len(targets) and int(targets.max()) >= num_classes:
-        raise SystemExit(f'error: the training set has class index {int(targets.max())} but the model has '
-                         f'{num_classes} classes: pass --num-classes {int(targets.max()) + 1}.')
-
-
 def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     """Run training; returns {'output_dir', 'best_metric', 'best_epoch', 'last_eval'} (on every rank)."""
     setup_default_logging()
@@ -166,7 +159,10 @@ def main(argv: Optional[Sequence[str]] = None) -> Dict[str, Any]:
     optimizer = create_optimizer_v2(model, **optimizer_kwargs(cfg=args), **args.opt_kwargs)
 
     dataset_train, dataset_eval = create_datasets(args, _in_chans(args))
-    _check_targets(dataset_train, args.num_classes)
+    targets = dataset_targets(dataset_train)
+    if targets is not None and len(targets) and int(targets.max()) >= args.num_classes:
+        raise SystemExit(f'error: the training set has class index {int(targets.max())} but the model has '
+                         f'{args.num_classes} classes: pass --num-classes {int(targets.max()) + 1}.')
     cpu_loader_train, cpu_loader_eval = create_loaders(args, (dataset_train, dataset_eval), (data_config, eval_config),
                                                        rt, use_prefetcher, collate_fn=mixup_collate)
     if len(cpu_loader_train) == 0:
