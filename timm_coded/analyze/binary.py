@@ -11,15 +11,15 @@ therefore equals the full model with every inactive subNN zeroed (`subnns.remove
 rounding. Parameter names follow the full model's (layer3.0.conv1.weight, fc.weight, ...).
 """
 import copy
-import json
 import os
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from typing import Dict, List, Mapping, Optional, Sequence
 
 import timm
 import torch
 import torch.nn as nn
 from huggingface_hub import hf_hub_download
 from timm.models import push_to_hf_hub, save_for_hf
+from timm.models._hub import load_cfg_from_json
 from timm.models.resnet import Bottleneck, ResNet
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -79,29 +79,21 @@ class BinaryBottleneck(nn.Module):
         self.conv2 = _slice_conv(block.conv2, idx, 0, len(keep))
         self.bn2 = _slice_bn(block.bn2, idx)
         self.conv3 = _slice_conv(block.conv3, idx, 1, 1)
-        for name in ('act1', 'drop_block', 'act2', 'bn3', 'se', 'act3', 'downsample', 'drop_path'):
+        for name in ('act1', 'drop_block', 'act2', 'aa', 'bn3', 'se', 'act3', 'downsample', 'drop_path'):
             setattr(self, name, copy.deepcopy(getattr(block, name)))
 
     def extra_repr(self) -> str:
         return f'kept={self.num_kept}/{self.num_subnns}, normalise={self.normalise}'
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        shortcut = x
-        x = self.act1(self.bn1(self.conv1(x)))
-        x = self.act2(self.drop_block(self.bn2(self.conv2(x))))
+    def code_subnns(self, x: torch.Tensor) -> torch.Tensor:
+        """Energy normalisation (Eq. 3) of a coded block, the removed subNNs counting with energy 0."""
         if self.normalise:
             energy = subnn_energies(x, self.conv3.weight, self.num_kept)  # (B, N_kept) fp32, Eq. 2
-            e_avg = energy.sum(dim=1) / float(self.num_subnns) + self.energy_eps  # removed subNNs: energy 0
+            e_avg = energy.sum(dim=1) / float(self.num_subnns) + self.energy_eps
             x = x * torch.rsqrt(e_avg).to(x.dtype)[:, None, None, None]
-        x = self.bn3(self.conv3(x))
-        if self.se is not None:
-            x = self.se(x)
-        if self.drop_path is not None:
-            x = self.drop_path(x)
-        if self.downsample is not None:
-            shortcut = self.downsample(shortcut)
-        x = x + shortcut
-        return self.act3(x)
+        return x
+
+    forward = CodedBottleneck.forward  # the source block's forward, with code_subnns above
 
 
 class BinaryClassifier(nn.Module):
@@ -221,26 +213,22 @@ def binary_classifier_cost(model: nn.Module, bc: nn.Module, input_size: Sequence
             'input_size': list(input_size)}
 
 
-def _hub_config(bc: BinaryClassifier, source_model_args: Optional[Dict[str, Any]], label_name: Optional[str]) -> Dict:
-    """config.json's 'binary_classifier' entry: the source architecture, its model_args (default: those timm's
-    factory recorded), the class and the kept subNNs, which is what `load_binary_classifier` rebuilds `bc` from."""
-    args = bc.source_model_args if source_model_args is None else source_model_args
-    return {CONFIG_KEY: {'source_architecture': bc.source_architecture, 'source_model_args': args,
+def _hub_config(bc: BinaryClassifier, label_name: Optional[str]) -> Dict:
+    """config.json's 'binary_classifier' entry: what `load_binary_classifier` rebuilds `bc` from."""
+    return {CONFIG_KEY: {'source_architecture': bc.source_architecture, 'source_model_args': bc.source_model_args,
                          'class_index': bc.class_index, 'kept_subnns': bc.kept_subnns, 'label_name': label_name}}
 
 
-def save_binary_classifier(bc: BinaryClassifier, directory: str, source_model_args: Optional[Dict[str, Any]] = None,
-                           label_name: Optional[str] = None) -> str:
+def save_binary_classifier(bc: BinaryClassifier, directory: str, label_name: Optional[str] = None) -> str:
     """Write `bc` as a Hugging Face folder (model.safetensors + config.json) with timm's `save_for_hf`."""
-    save_for_hf(bc, directory, model_config=_hub_config(bc, source_model_args, label_name), safe_serialization=True)
+    save_for_hf(bc, directory, model_config=_hub_config(bc, label_name), safe_serialization=True)
     return directory
 
 
-def push_binary_classifier(bc: BinaryClassifier, repo_id: str, source_model_args: Optional[Dict[str, Any]] = None,
-                           label_name: Optional[str] = None, **kwargs) -> str:
+def push_binary_classifier(bc: BinaryClassifier, repo_id: str, label_name: Optional[str] = None, **kwargs) -> str:
     """Upload `bc` to the Hugging Face Hub with timm's `push_to_hf_hub` (same files as `save_binary_classifier`)."""
     kwargs.setdefault('safe_serialization', True)
-    return push_to_hf_hub(bc, repo_id, model_config=_hub_config(bc, source_model_args, label_name), **kwargs)
+    return push_to_hf_hub(bc, repo_id, model_config=_hub_config(bc, label_name), **kwargs)
 
 
 def load_binary_classifier(path: str) -> BinaryClassifier:
@@ -250,8 +238,7 @@ def load_binary_classifier(path: str) -> BinaryClassifier:
     else:
         config_path, weights_path = os.path.join(path, 'config.json'), os.path.join(path, WEIGHTS)
     state_dict = read_checkpoint(weights_path)['state_dict']  # checked first: a clear error for a damaged file
-    with open(config_path) as f:
-        config = json.load(f)
+    config = load_cfg_from_json(config_path)
     if CONFIG_KEY not in config:
         raise ValueError(f'{config_path} does not describe a binary classifier (no "{CONFIG_KEY}" entry): load full '
                          f'models with timm.create_model.')
