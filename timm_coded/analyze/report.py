@@ -195,63 +195,61 @@ def markdown_table(header: Sequence[str], rows: List[Sequence[Any]]) -> str:
                               for row in rows])
 
 
-def _table(header: Sequence[str], rows: List[Sequence[Any]]) -> List[str]:
-    return [markdown_table(header, rows), '']
-
-
 def _markdown(r: Dict[str, Any], meta: Dict[str, Any]) -> str:
     bc, ed, cal = r['binary_classifiers'], r['early_decoders'], r['calibration']
     cost = bc['cost']
-    lines = [f'# Coded ResNeXt analysis: {meta.get("model", "?")}', '']
-    lines += [f'- **{k.replace("_", " ")}**: `{meta[k]}`' for k in ('checkpoint', 'dataset', 'ood_dataset', 'baseline',
-                                                                    'data_config', 'device', 'date', 'command')
-              if meta.get(k) is not None]
-    lines += ['- **samples**: ' + ', '.join(f'{k} {v}' for k, v in r['samples'].items()),
-              f'- **accuracy (validation)**: {_pct(r["accuracy"])} %' + (
-                  f' (plain ResNeXt baseline: {_pct(r["baseline_accuracy"])} %)' if 'baseline_accuracy' in r else ''),
-              '', '## Binary classifiers (§4.3)', '',
-              f'Each BC keeps its class\'s active subNNs in every coded block and one row of the fc: '
-              f'**{cost["params"]:,} of {cost["params_full"]:,} parameters ({100 * cost["param_share"]:.1f} %)**, '
-              f'**{100 * cost["flop_share"]:.1f} % of the FLOPs** at {tuple(cost["input_size"])} (exact counts: conv / '
-              f'fc weights and biases, BN affine; FLOPs by torch\'s FlopCounterMode). Threshold: maximum F1 on '
-              f'training images. Mean over classes (%):', '']
-    lines += _table(('binary classifier', 'evaluation', 'precision', 'recall', 'F1'), [
-        (BC_KINDS[kind], EVAL_SETS[s], _pct(m['precision']), _pct(m['recall']), _pct(m['f1']))
-        for kind, sets in bc['mean'].items() for s, m in sets.items()])
-    lines += ['Extracted BC per class (precision / recall / F1, %):', '']
-    lines += _table(('class', 'threshold', 'validation', '9 neg. per pos.', 'OOD negatives'), [
-        (f'{c["class"]} {c["name"]}', f'{c["coded"]["threshold"]:.3f}', *(
-            ' / '.join(_pct(c['coded'][s][m]) for m in ('precision', 'recall', 'f1')) if s in c['coded'] else '–'
-            for s in ('val', 'val_1to9', 'ood'))) for c in bc['classes']])
-    lines += ['![BC output distributions](bc_distributions.png)', '',
-              '![Precision-recall of the binary classifiers](precision_recall.png)', '',
-              '## Early decoders (§4.4)', '', 'Block l predicts the class whose codeword is nearest (L2) to r_l x its '
-              'normalised subNN energies; early exit runs the network only up to that block.', '']
-    lines += _table(('block', 'decoder accuracy (%)', 'early-exit FLOP share (%)'),
-                    [(e['block'], _pct(a), _pct(e['flop_share'])) for a, e in zip(ed['accuracy'], ed['early_exit'])]
-                    + [('full network', _pct(ed['final_accuracy']), '100.0')])
-    lines += ['![Early-decoder accuracy](early_decoders.png)', '',
-              'Accuracy of the final prediction given how many early decoders agree with it (Table 3):', '']
-    lines += _table(('decoders agreeing', 'samples', 'accuracy (%)'),
-                    [(row['agree'], row['count'], _pct(row['accuracy'])) for row in ed['agreement']])
-    lines += ['## SubNN removal (§4.2)', '', 'k random subNNs of one block removed per sample, from the subNNs active '
-              'for its class or from the inactive ones (accuracy %):', '']
+    info = [f'- **{k.replace("_", " ")}**: `{meta[k]}`' for k in ('checkpoint', 'dataset', 'ood_dataset', 'baseline',
+                                                                 'data_config', 'device', 'date', 'command')
+            if meta.get(k) is not None]
+    info += ['- **samples**: ' + ', '.join(f'{k} {v}' for k, v in r['samples'].items()),
+             f'- **accuracy (validation)**: {_pct(r["accuracy"])} %' + (
+                 f' (plain ResNeXt baseline: {_pct(r["baseline_accuracy"])} %)' if 'baseline_accuracy' in r else '')]
     ks = lambda c, mode: ', '.join(f'k={k}: {_pct(a)}' for k, a in zip(c[f'k_{mode}'], c[f'accuracy_{mode}']))  # noqa
-    lines += [f'- **{c["block"]}**: active removed {ks(c, "active")}; inactive removed {ks(c, "inactive")}'
-              for c in r['removal']]
-    lines += ['', '![SubNN removal](removal.png)', '', '## Calibration (Appendix C)', '',
-              f'h_T: temperature scaling (Eq. 10); h_aug: one extra tau per early decoder (Eq. 11). Fitted by gradient '
-              f'descent (lr {cal["lr"]}, {cal["iterations"]} iterations) on a random stratified part of the validation '
-              f'set, scored on the rest with {cal["num_bins"]} bins; mean over {cal["repeats"]} random splits '
-              f'(ECE %, MCE %):', '']
     cell = lambda m, n: f'{100 * m[n]["ece"]:.2f}, {100 * m[n]["mce"]:.2f}'  # noqa: E731
-    lines += _table(('fit / test', 'softmax', 'h_T', 'h_aug', 'mean T (h_T)', 'mean T, tau (h_aug)'), [
-        (f'{100 * s["fit_fraction"]:.0f} / {100 * s["test_fraction"]:.0f}', cell(s['mean'], 'softmax'),
-         cell(s['mean'], 'h_T'), cell(s['mean'], 'h_aug'), f'{s["mean_temperature_T"]:.3f}',
-         f'{s["mean_temperature_aug"]:.3f}; ' + ', '.join(f'{t:.3f}' for t in s['mean_tau'])) for s in cal['splits']])
-    lines += ['![Reliability diagrams](reliability.png)', '', '## Files', '', '- `results.json`: every number above.',
-              '- `figures/*.json`: the data behind each figure.', '']
-    return '\n'.join(lines)
+    blocks = [
+        f'# Coded ResNeXt analysis: {meta.get("model", "?")}', '\n'.join(info), '## Binary classifiers (§4.3)',
+        f'Each BC keeps its class\'s active subNNs in every coded block and one row of the fc: '
+        f'**{cost["params"]:,} of {cost["params_full"]:,} parameters ({100 * cost["param_share"]:.1f} %)**, '
+        f'**{100 * cost["flop_share"]:.1f} % of the FLOPs** at {tuple(cost["input_size"])} (exact counts: conv / '
+        f'fc weights and biases, BN affine; FLOPs by torch\'s FlopCounterMode). Threshold: maximum F1 on '
+        f'training images. Mean over classes (%):',
+        markdown_table(('binary classifier', 'evaluation', 'precision', 'recall', 'F1'), [
+            (BC_KINDS[kind], EVAL_SETS[s], _pct(m['precision']), _pct(m['recall']), _pct(m['f1']))
+            for kind, sets in bc['mean'].items() for s, m in sets.items()]),
+        'Extracted BC per class (precision / recall / F1, %):',
+        markdown_table(('class', 'threshold', 'validation', '9 neg. per pos.', 'OOD negatives'), [
+            (f'{c["class"]} {c["name"]}', f'{c["coded"]["threshold"]:.3f}', *(
+                ' / '.join(_pct(c['coded'][s][m]) for m in ('precision', 'recall', 'f1')) if s in c['coded'] else '–'
+                for s in EVAL_SETS)) for c in bc['classes']]),
+        '![BC output distributions](bc_distributions.png)',
+        '![Precision-recall of the binary classifiers](precision_recall.png)', '## Early decoders (§4.4)',
+        'Block l predicts the class whose codeword is nearest (L2) to r_l x its normalised subNN energies; early exit '
+        'runs the network only up to that block.',
+        markdown_table(('block', 'decoder accuracy (%)', 'early-exit FLOP share (%)'),
+                       [(e['block'], _pct(a), _pct(e['flop_share'])) for a, e in zip(ed['accuracy'], ed['early_exit'])]
+                       + [('full network', _pct(ed['final_accuracy']), '100.0')]),
+        '![Early-decoder accuracy](early_decoders.png)',
+        'Accuracy of the final prediction given how many early decoders agree with it (Table 3):',
+        markdown_table(('decoders agreeing', 'samples', 'accuracy (%)'),
+                       [(row['agree'], row['count'], _pct(row['accuracy'])) for row in ed['agreement']]),
+        '## SubNN removal (§4.2)', 'k random subNNs of one block removed per sample, from the subNNs active for its '
+        'class or from the inactive ones (accuracy %):',
+        '\n'.join(f'- **{c["block"]}**: active removed {ks(c, "active")}; inactive removed {ks(c, "inactive")}'
+                  for c in r['removal']),
+        '![SubNN removal](removal.png)', '## Calibration (Appendix C)',
+        f'h_T: temperature scaling (Eq. 10); h_aug: one extra tau per early decoder (Eq. 11). Fitted by gradient '
+        f'descent (lr {cal["lr"]}, {cal["iterations"]} iterations) on a random stratified part of the validation '
+        f'set, scored on the rest with {cal["num_bins"]} bins; mean over {cal["repeats"]} random splits '
+        f'(ECE %, MCE %):',
+        markdown_table(('fit / test', 'softmax', 'h_T', 'h_aug', 'mean T (h_T)', 'mean T, tau (h_aug)'), [
+            (f'{100 * s["fit_fraction"]:.0f} / {100 * s["test_fraction"]:.0f}', cell(s['mean'], 'softmax'),
+             cell(s['mean'], 'h_T'), cell(s['mean'], 'h_aug'), f'{s["mean_temperature_T"]:.3f}',
+             f'{s["mean_temperature_aug"]:.3f}; ' + ', '.join(f'{t:.3f}' for t in s['mean_tau']))
+            for s in cal['splits']]),
+        '![Reliability diagrams](reliability.png)', '## Files',
+        '- `results.json`: every number above.\n- `figures/*.json`: the data behind each figure.',
+    ]
+    return '\n\n'.join(blocks) + '\n'
 
 
 def _atomic_write(path: str, text: str) -> None:
