@@ -121,11 +121,9 @@ def _coding_section(model: nn.Module, label_names: Optional[Sequence[str]]) -> s
 def _results_section(metrics: Mapping[str, Any]) -> str:
     where = ' '.join(str(metrics[k]) for k in ('dataset', 'split') if metrics.get(k))
     text = ['## Results', f'Measured{" on " + where if where else ""}'
-            + (f' ({metrics["num_samples"]} images)' if metrics.get('num_samples') else '') + '; percent.']
-    text.append(_table(('Metric', 'Value'), [(name, value) for _, name, value in _measured(metrics)]))
-    if metrics.get('notes'):
-        text.append(metrics['notes'])
-    return '\n\n'.join(text)
+            + (f' ({metrics["num_samples"]} images)' if metrics.get('num_samples') else '') + '; percent.',
+            _table(('Metric', 'Value'), [(name, value) for _, name, value in _measured(metrics)]), metrics.get('notes')]
+    return '\n\n'.join(filter(None, text))
 
 
 def _usage_section(repo_id: str, in_chans: int) -> str:
@@ -183,6 +181,7 @@ def coded_model_card(
                           dataset_split=metrics.get('split'), metric_type=t, metric_name=n, metric_value=v)
                for t, n, v in _measured(metrics)] if dataset else None  # model-index
     params = count_parameters(model)
+    rows = [(k, train_args[k]) for k in TRAIN_ARG_KEYS if (train_args or {}).get(k) not in (None, '', False)]
     details = [('Architecture', f'`{arch}` (timm-coded {timm_coded.__version__})'),
                ('Params (M)', f'{params / 1e6:.4g}'),
                ('GMACs', f'{count_flops(model, input_size) / 2e9:.4g} at {_size(input_size)}'),
@@ -195,13 +194,10 @@ def coded_model_card(
                          f"model = timm.create_model('hf-hub:{repo_id}', pretrained=True)"),
         '## Model details\n\n' + '\n'.join(f'- **{k}:** {v}' for k, v in details),
         _coding_section(model, label_names),
+        '## Training\n\nFrom the training checkpoint:\n\n' + _table(('Setting', 'Value'), rows) if rows else '',
+        _results_section(metrics) if metrics else '',
+        _usage_section(repo_id, int(input_size[0])),
     ]
-    rows = [(k, train_args[k]) for k in TRAIN_ARG_KEYS if (train_args or {}).get(k) not in (None, '', False)]
-    if rows:
-        sections.append('## Training\n\nFrom the training checkpoint:\n\n' + _table(('Setting', 'Value'), rows))
-    if metrics:
-        sections.append(_results_section(metrics))
-    sections.append(_usage_section(repo_id, int(input_size[0])))
     return _card(name, sections, license=license, tags=TAGS, pipeline_tag='image-classification',
                  datasets=[dataset] if dataset else None, eval_results=results or None)
 
@@ -210,6 +206,8 @@ def binary_classifier_card(bc: nn.Module, parent: str, repo_id: str, input_size:
                            parent_params: int, class_name: Optional[str] = None,
                            metrics: Optional[Mapping[str, float]] = None) -> ModelCard:
     """The card of a binary classifier extracted with `timm_coded.analyze.extract_binary_classifier`."""
+    for key, value in (metrics or {}).items():
+        _percent(key, value)
     k = bc.class_index
     cls = f'class {k}' + (f' ({class_name})' if class_name else '')
     params = count_parameters(bc)
@@ -224,9 +222,6 @@ def binary_classifier_card(bc: nn.Module, parent: str, repo_id: str, input_size:
         f'parent\'s)\n- **GMACs:** {count_flops(bc, input_size) / 2e9:.4g} at {_size(input_size)}\n'
         f'- **Paper:** {PAPER}',
         '## Kept subNNs\n\n' + _table(('Coded block', 'Kept subNNs'), words),
+        '## Results\n\n' + _table(('Metric', 'Value (%)'), list(metrics.items())) if metrics else '',
     ]
-    if metrics:
-        for key, value in metrics.items():
-            _percent(key, value)
-        sections.append('## Results\n\n' + _table(('Metric', 'Value (%)'), list(metrics.items())))
     return _card(repo_id.split('/')[-1], sections, license='apache-2.0', tags=TAGS + ['binary-classification'])
