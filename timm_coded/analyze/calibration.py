@@ -20,16 +20,12 @@ MIN_TEMPERATURE = 1e-2  # T_aug is clamped here so a large negative tau cannot f
 def reliability_bins(confidence: torch.Tensor, correct: torch.Tensor, num_bins: int = 15) -> List[Dict]:
     """Per bin I_m = ((m-1)/M, m/M]: sample count, acc(B_m) (Eq. 8) and conf(B_m) (Eq. 9); empty bins give None."""
     conf = confidence.double().flatten()
-    hit = correct.double().flatten()
     index = (torch.ceil(conf * num_bins) - 1).clamp(0, num_bins - 1).long()
-    bins = []
-    for m in range(num_bins):
-        sel = index == m
-        n = int(sel.sum())
-        bins.append({'lower': m / num_bins, 'upper': (m + 1) / num_bins, 'count': n,
-                     'accuracy': float(hit[sel].mean()) if n else None,
-                     'confidence': float(conf[sel].mean()) if n else None})
-    return bins
+    count = torch.bincount(index, minlength=num_bins)
+    acc, mean_conf = (torch.bincount(index, v, num_bins) / count for v in (correct.double().flatten(), conf))
+    return [{'lower': m / num_bins, 'upper': (m + 1) / num_bins, 'count': int(n),
+             'accuracy': float(a) if n else None, 'confidence': float(c) if n else None}
+            for m, (n, a, c) in enumerate(zip(count, acc, mean_conf))]
 
 
 def calibration_errors(confidence: torch.Tensor, correct: torch.Tensor, num_bins: int = 15) -> Tuple[float, float]:
