@@ -36,14 +36,12 @@ WEIGHTS = 'model.safetensors'
 
 
 def _slice_conv(conv: nn.Conv2d, idx: torch.Tensor, dim: int, groups: int) -> nn.Conv2d:
-    """A new conv holding channels `idx` of `conv`: output channels for dim 0, input channels for dim 1."""
+    """A new conv holding channels `idx` of `conv`: output channels for dim 0, input channels for dim 1 (timm's
+    Bottleneck convs have no bias)."""
     w = conv.weight.detach().index_select(dim, idx.to(conv.weight.device))
     new = nn.Conv2d(w.shape[1] * groups, w.shape[0], conv.kernel_size, conv.stride, conv.padding, conv.dilation,
-                    groups, conv.bias is not None, conv.padding_mode, device=w.device, dtype=w.dtype)
-    with torch.no_grad():
-        new.weight.copy_(w)
-        if conv.bias is not None:
-            new.bias.copy_(conv.bias[idx.to(conv.bias.device)] if dim == 0 else conv.bias)
+                    groups, False, conv.padding_mode, device=w.device, dtype=w.dtype)
+    new.weight = nn.Parameter(w)
     return new
 
 
@@ -60,8 +58,7 @@ def _slice_bn(bn: nn.Module, idx: torch.Tensor) -> nn.BatchNorm2d:
 
 
 class BinaryBottleneck(nn.Module):
-    """A ResNeXt bottleneck keeping `num_kept` of its N subNNs (conv1, grouped conv2, conv3 sliced); a coded block
-    (`normalise`) scales them by rsqrt(E_avg), E_avg = sum of the kept energies / N, a plain one is only sliced."""
+    """A ResNeXt bottleneck keeping only the subNNs `keep`, sliced as the module docstring says (Eq. 3 if coded)."""
 
     def __init__(self, block: Bottleneck, keep: Sequence[int]):
         super().__init__()
