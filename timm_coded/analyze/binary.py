@@ -111,14 +111,12 @@ class BinaryClassifier(nn.Module):
         self.source_model_args = {k: v for k, v in getattr(net, '_model_args', {}).items() if k != 'codebooks'}
         self.pretrained_cfg = dict(getattr(net, 'pretrained_cfg', {}), num_classes=1)
         self.pretrained_cfg.pop('label_names', None)
-        for name in ('conv1', 'bn1', 'act1', 'maxpool', 'global_pool'):
+        stages = dict.fromkeys(name.split('.')[0] for name, _ in residual_blocks(net))  # layer1, layer2, ...
+        for name in ('conv1', 'bn1', 'act1', 'maxpool', 'global_pool', *stages):
             self.add_module(name, copy.deepcopy(getattr(net, name)))
-        stages: Dict[str, List[nn.Module]] = {}
-        for name, b in residual_blocks(net):
-            stages.setdefault(name.split('.')[0], []).append(
-                BinaryBottleneck(b, self.kept_subnns[name]) if name in self.kept_subnns else copy.deepcopy(b))
-        for i, blocks in enumerate(stages.values()):
-            self.add_module(f'layer{i + 1}', nn.Sequential(*blocks))
+        for name, keep in self.kept_subnns.items():  # the blocks with subNNs, sliced
+            stage, i = name.split('.')
+            getattr(self, stage)[int(i)] = BinaryBottleneck(net.get_submodule(name), keep)
         self.grad_checkpointing = False
         self.drop_rate = 0.  # no dropout before the fc row
         self.fc = nn.Linear(net.fc.in_features, 1, bias=net.fc.bias is not None,
