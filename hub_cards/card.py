@@ -165,12 +165,8 @@ loads like timm and also checks the weights against the sha256 in `config.json`.
 
 
 def coded_model_card(
-        model: nn.Module,
-        repo_id: str,
-        input_size: Sequence[int],
-        label_names: Optional[Sequence[str]] = None,
-        train_args: Optional[Mapping[str, Any]] = None,
-        metrics: Optional[Mapping[str, Any]] = None,
+        model: nn.Module, repo_id: str, input_size: Sequence[int], label_names: Optional[Sequence[str]] = None,
+        train_args: Optional[Mapping[str, Any]] = None, metrics: Optional[Mapping[str, Any]] = None,
         license: str = 'apache-2.0',
 ) -> ModelCard:
     """The card of a Coded ResNeXt checkpoint: `input_size` (C, H, W) is where GMACs are measured."""

@@ -36,20 +36,11 @@ def _read_json(path: Union[str, Path], what: str) -> Any:
 
 
 def push_checkpoint(
-        checkpoint: Union[str, Path],
-        repo_id: str,
-        token: Optional[str] = None,
-        private: bool = False,
-        metrics: Optional[Union[str, Path, Mapping[str, Any]]] = None,
-        dry_run: Optional[Union[str, Path]] = None,
-        model_name: Optional[str] = None,
-        model_kwargs: Optional[Mapping[str, Any]] = None,
-        use_ema: bool = False,
-        label_names: Optional[Sequence[str]] = None,
-        overwrite_card: bool = False,
-        keep_card: bool = False,
-        revision: Optional[str] = None,
-        commit_message: str = 'Add Coded ResNeXt checkpoint',
+        checkpoint: Union[str, Path], repo_id: str, token: Optional[str] = None, private: bool = False,
+        metrics: Optional[Union[str, Path, Mapping[str, Any]]] = None, dry_run: Optional[Union[str, Path]] = None,
+        model_name: Optional[str] = None, model_kwargs: Optional[Mapping[str, Any]] = None, use_ema: bool = False,
+        label_names: Optional[Sequence[str]] = None, overwrite_card: bool = False, keep_card: bool = False,
+        revision: Optional[str] = None, commit_message: str = 'Add Coded ResNeXt checkpoint',
         endpoint: Optional[str] = None,
 ):
     """Export `checkpoint` and upload it to `repo_id`; with `dry_run`, write the folder there instead.

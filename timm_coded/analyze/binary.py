@@ -147,11 +147,8 @@ class BinaryClassifier(nn.Module):
         return self.forward_head(x)
 
 
-def extract_binary_classifier(
-        model: nn.Module,
-        class_index: int,
-        active: Optional[Mapping[str, Sequence[int]]] = None,
-) -> BinaryClassifier:
+def extract_binary_classifier(model: nn.Module, class_index: int,
+                              active: Optional[Mapping[str, Sequence[int]]] = None) -> BinaryClassifier:
     """The binary classifier of class `class_index`: only that class's active subNNs, one fc row, (B, 1) output.
 
     `active` ({block name: subNN indices to keep}) defaults to the codewords of `model` for the class; pass

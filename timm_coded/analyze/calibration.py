@@ -88,15 +88,9 @@ def stratified_split(labels: np.ndarray, fraction: float, rng: np.random.Generat
 
 
 def calibration_experiment(
-        logits: torch.Tensor,
-        labels: torch.Tensor,
-        decoder_preds: torch.Tensor,
-        fractions: Sequence[float] = (0.25, 0.5),
-        repeats: int = 10,
-        num_bins: int = 15,
-        lr: float = 0.1,
-        iterations: int = 600,
-        seed: int = 0,
+        logits: torch.Tensor, labels: torch.Tensor, decoder_preds: torch.Tensor,
+        fractions: Sequence[float] = (0.25, 0.5), repeats: int = 10, num_bins: int = 15, lr: float = 0.1,
+        iterations: int = 600, seed: int = 0,
 ) -> Dict[str, object]:
     """Table 6: mean (ECE, MCE) of uncalibrated softmax, h_T and h_aug over `repeats` random stratified splits
     of a validation set: logits (M, K), labels (M,), early-decoder predictions (L, M). `fractions`: the share that

@@ -11,7 +11,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 import numpy as np
 import torch
 import torch.nn as nn
-import torch.utils.data
+from torch.utils.data import DataLoader, Dataset
 
 from ..layers import unwrap
 from ..loss import early_decode
@@ -64,23 +64,12 @@ def _mean_metrics(per_class: List[Dict], kind: str) -> Dict[str, Dict[str, float
 
 
 def run_analysis(
-        model: nn.Module,
-        train_set: torch.utils.data.Dataset,
-        test_set: torch.utils.data.Dataset,
-        ood_set: Optional[torch.utils.data.Dataset] = None,
-        baseline: Optional[nn.Module] = None,
-        classes: Optional[Sequence[int]] = None,
-        class_names: Optional[Sequence[str]] = None,
-        input_size: Sequence[int] = (3, 32, 32),
-        batch_size: int = 128,
-        workers: int = 0,
-        device: str = 'cpu',
-        removal_blocks: Optional[Sequence[str]] = None,
-        calibration_repeats: int = 10,
-        calibration_fractions: Sequence[float] = (0.25, 0.5),
-        seed: int = 0,
-        channels_last: bool = True,
-        log: Callable[[str], None] = print,
+        model: nn.Module, train_set: Dataset, test_set: Dataset, ood_set: Optional[Dataset] = None,
+        baseline: Optional[nn.Module] = None, classes: Optional[Sequence[int]] = None,
+        class_names: Optional[Sequence[str]] = None, input_size: Sequence[int] = (3, 32, 32), batch_size: int = 128,
+        workers: int = 0, device: str = 'cpu', removal_blocks: Optional[Sequence[str]] = None,
+        calibration_repeats: int = 10, calibration_fractions: Sequence[float] = (0.25, 0.5), seed: int = 0,
+        channels_last: bool = True, log: Callable[[str], None] = print,
 ) -> Dict[str, Any]:
     """Measure everything the report shows; returns {'results': ..., 'figures': ...} (plain Python values).
 
@@ -104,7 +93,7 @@ def run_analysis(
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     for m in [net] + bcs + ([baseline] + plain_bcs if baseline is not None else []):
         m.to(memory_format=memory_format)
-    loaders = {s: torch.utils.data.DataLoader(ds, batch_size=batch_size, num_workers=workers)
+    loaders = {s: DataLoader(ds, batch_size=batch_size, num_workers=workers)
                for s, ds in (('train', train_set), ('test', test_set), ('ood', ood_set)) if ds is not None}
     outs, plain_outs = {}, {}
     for split, loader in loaders.items():
