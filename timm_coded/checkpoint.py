@@ -15,6 +15,8 @@ import torch
 import torch.nn as nn
 from timm.models import clean_state_dict, resolve_pretrained_cfg
 
+from .layers import parse_ratio
+
 __all__ = ['CheckpointError', 'check_checkpoint', 'check_pretrained_file', 'read_checkpoint',
            'model_from_checkpoint']
 
@@ -121,7 +123,9 @@ def model_from_checkpoint(
     for flag, name in (('coding_ratios', 'coding_ratios'), ('drop_subnn', 'drop_subnn_rate')):  # train's flags
         if args.get(flag) is not None:
             kwargs[name] = args[flag]
-    codebooks = {k[len('codebooks.'):]: v for k, v in state_dict.items() if k.startswith('codebooks.r')}  # 'r3_10'
+    # the codebook buffers as {'A/N': codeword strings}: timm records them in model_args, which go to config.json
+    codebooks = {'{}/{}'.format(*parse_ratio(k[len('codebooks.'):])): [''.join(map(str, row)) for row in v.tolist()]
+                 for k, v in state_dict.items() if k.startswith('codebooks.r')}
     if codebooks:
         kwargs['codebooks'] = codebooks
     kwargs.update(model_kwargs or {})
