@@ -3,4 +3,4 @@
 timm's loading with the checks timm cannot make (`load`).
 """
 from .load import create_model_from_hub
-from .push import push_checkpoint
+from .push import push_binary_classifier, push_checkpoint

@@ -17,13 +17,14 @@ from typing import Any, List, Mapping, Optional, Sequence, Union
 from huggingface_hub.utils import validate_repo_id
 from timm.utils import ParseKwargs
 
+from timm_coded.analyze import BinaryClassifier, save_binary_classifier
 from timm_coded.analyze.loading import resolve_eval_config
 from timm_coded.checkpoint import model_from_checkpoint
 
-from .card import coded_model_card
+from .card import binary_classifier_card, coded_model_card
 from .export import save_for_hub, upload_folder
 
-__all__ = ['push_checkpoint', 'main']
+__all__ = ['push_checkpoint', 'push_binary_classifier', 'main']
 
 
 def _read_json(path: Union[str, Path], what: str) -> Any:
@@ -64,6 +65,27 @@ def push_checkpoint(
         return upload_folder(folder, repo_id, token=token, private=private, revision=revision,
                              commit_message=commit_message, keep_card=keep_card, overwrite_card=overwrite_card,
                              endpoint=endpoint)
+
+
+def push_binary_classifier(
+        bc: BinaryClassifier, repo_id: str, label_name: Optional[str] = None, parent: Optional[str] = None,
+        metrics: Optional[Mapping[str, float]] = None, **upload_kwargs,
+):
+    """Upload a binary classifier (the files of `save_binary_classifier`) with its model card; returns the CommitInfo.
+
+    `parent`: the source model's repo id or name for the card (default its architecture); `metrics`: precision /
+    recall / f1 in percent; `upload_kwargs`: token, private, revision, commit_message, keep_card, overwrite_card,
+    endpoint, as `push_checkpoint`.
+    """
+    validate_repo_id(repo_id)
+    input_size = (bc.in_chans, *bc.pretrained_cfg.get('input_size', (3, 224, 224))[1:])
+    card = binary_classifier_card(bc, parent or bc.source_architecture, repo_id, input_size, bc.source_params,
+                                  class_name=label_name, metrics=metrics)
+    upload_kwargs.setdefault('commit_message', f'Add binary classifier of class {bc.class_index}')
+    with tempfile.TemporaryDirectory() as tmp:
+        save_binary_classifier(bc, tmp, label_name)
+        card.save(Path(tmp) / 'README.md')
+        return upload_folder(tmp, repo_id, **upload_kwargs)
 
 
 def _label_names(value: Optional[str]) -> Optional[List[str]]:

@@ -32,7 +32,7 @@ from timm_coded.checkpoint import CheckpointError, model_from_checkpoint
 from timm_coded.data import FASHION_MNIST_CLASSES
 from train_hooks.main_job import REPO_ID, export_command
 
-from hub_cards import create_model_from_hub, push_checkpoint
+from hub_cards import create_model_from_hub, push_binary_classifier, push_checkpoint
 from hub_cards.card import binary_classifier_card, coded_model_card, validate_metrics
 from hub_cards.export import save_for_hub
 from hub_cards.push import main as push_main
@@ -362,6 +362,30 @@ def test_binary_classifier_card(exported):
         assert f'| `{block}` | {", ".join(map(str, keep))} |' in card.text
     with pytest.raises(ValueError, match='percentage'):
         binary_classifier_card(bc, REPO, 'acme/bc', (1, 28, 28), 1, metrics={'precision': 935.})
+
+
+def test_push_binary_classifier_with_its_card(exported, hub, monkeypatch, tmp_path):
+    """A BC pushed from Python arrives with our card (not timm's generic one) and loads back to the same outputs."""
+    import huggingface_hub.constants
+    from timm_coded.analyze import extract_binary_classifier, load_binary_classifier
+    monkeypatch.setattr(huggingface_hub.constants, 'HF_HUB_DISABLE_XET', True)
+    bc = extract_binary_classifier(exported.model, 8)
+    with pytest.raises(ValueError, match='percentage'):  # checked before anything is uploaded
+        push_binary_classifier(bc, 'acme/bc-bag', 'Bag', metrics={'f1': 0.8 * 1000}, token=TOKEN,
+                               endpoint=hub.endpoint)
+    assert 'acme/bc-bag' not in hub.repos
+    push_binary_classifier(bc, 'acme/bc-bag', 'Bag', parent=REPO, metrics={'f1': 80.5}, token=TOKEN,
+                           endpoint=hub.endpoint)
+    files = hub.repos['acme/bc-bag'].files
+    assert set(files) == UPLOAD
+    card = ModelCard(files['README.md'].decode())
+    assert 'binary-classification' in card.data.tags and 'class 8 (Bag)' in card.text
+    assert f'from the Coded ResNeXt `{REPO}`' in card.text and '| f1 | 80.5 |' in card.text
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+    x = exported.ref['x']
+    with torch.no_grad():
+        torch.testing.assert_close(load_binary_classifier(str(tmp_path))(x), bc(x))
 
 
 def test_metrics_schema():

@@ -10,7 +10,7 @@ Plotting (matplotlib) is imported only when a report is written.
 """
 from .bc_metrics import best_f1_threshold, binary_metrics, evaluate_scores, subsample_negatives
 from .binary import (BinaryBottleneck, BinaryClassifier, binary_classifier_cost, count_flops, count_parameters,
-                     extract_binary_classifier, load_binary_classifier, push_binary_classifier, save_binary_classifier)
+                     extract_binary_classifier, load_binary_classifier, save_binary_classifier)
 from .calibration import (calibration_errors, calibration_experiment, errors_from_bins, fit_calibration,
                           reliability_bins, scaled_log_probs, stratified_split)
 from .decoders import EarlyExit, agreement_table, block_energies, decoder_accuracy

@@ -18,7 +18,7 @@ import timm
 import torch
 import torch.nn as nn
 from huggingface_hub import hf_hub_download
-from timm.models import push_to_hf_hub, save_for_hf
+from timm.models import save_for_hf
 from timm.models._hub import load_cfg_from_json
 from timm.models.resnet import Bottleneck, ResNet
 from torch.utils.flop_counter import FlopCounterMode
@@ -29,7 +29,7 @@ from ..models import CodedBottleneck, CodedResNeXt
 from .subnns import active_subnns, check_class_index, grouped_blocks, residual_blocks
 
 __all__ = ['BinaryBottleneck', 'BinaryClassifier', 'extract_binary_classifier', 'count_parameters', 'count_flops',
-           'binary_classifier_cost', 'save_binary_classifier', 'load_binary_classifier', 'push_binary_classifier']
+           'binary_classifier_cost', 'save_binary_classifier', 'load_binary_classifier']
 
 CONFIG_KEY = 'binary_classifier'
 WEIGHTS = 'model.safetensors'
@@ -109,6 +109,7 @@ class BinaryClassifier(nn.Module):
         self.source_architecture = str(getattr(net, 'pretrained_cfg', {}).get('architecture', type(net).__name__))
         # timm's factory records the kwargs a model was built with; codebooks are not needed to rebuild a BC
         self.source_model_args = {k: v for k, v in getattr(net, '_model_args', {}).items() if k != 'codebooks'}
+        self.source_params = sum(p.numel() for p in net.parameters())
         self.pretrained_cfg = dict(getattr(net, 'pretrained_cfg', {}), num_classes=1)
         self.pretrained_cfg.pop('label_names', None)
         stages = dict.fromkeys(name.split('.')[0] for name, _ in residual_blocks(net))  # layer1, layer2, ...
@@ -212,15 +213,10 @@ def _hub_config(bc: BinaryClassifier, label_name: Optional[str]) -> Dict:
 
 
 def save_binary_classifier(bc: BinaryClassifier, directory: str, label_name: Optional[str] = None) -> str:
-    """Write `bc` as a Hugging Face folder (model.safetensors + config.json) with timm's `save_for_hf`."""
+    """Write `bc` as a Hugging Face folder (model.safetensors + config.json) with timm's `save_for_hf`; push it with
+    its model card by `hub_cards.push_binary_classifier`."""
     save_for_hf(bc, directory, model_config=_hub_config(bc, label_name), safe_serialization=True)
     return directory
-
-
-def push_binary_classifier(bc: BinaryClassifier, repo_id: str, label_name: Optional[str] = None, **kwargs) -> str:
-    """Upload `bc` to the Hugging Face Hub with timm's `push_to_hf_hub` (same files as `save_binary_classifier`)."""
-    kwargs.setdefault('safe_serialization', True)
-    return push_to_hf_hub(bc, repo_id, model_config=_hub_config(bc, label_name), **kwargs)
 
 
 def load_binary_classifier(path: str) -> BinaryClassifier:
