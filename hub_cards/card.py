@@ -199,8 +199,7 @@ def coded_model_card(
 
 
 def binary_classifier_card(bc: nn.Module, parent: str, repo_id: str, input_size: Sequence[int],
-                           parent_params: int, class_name: Optional[str] = None,
-                           metrics: Optional[Mapping[str, float]] = None) -> ModelCard:
+                           class_name: Optional[str] = None, metrics: Optional[Mapping[str, float]] = None) -> ModelCard:
     """The card of a binary classifier extracted with `timm_coded.analyze.extract_binary_classifier`."""
     for key, value in (metrics or {}).items():
         _percent(key, value)
@@ -214,7 +213,7 @@ def binary_classifier_card(bc: nn.Module, parent: str, repo_id: str, input_size:
         _install_section(f"from timm_coded.analyze import load_binary_classifier\n"
                          f"bc = load_binary_classifier('hf-hub:{repo_id}').eval()\n"
                          f'is_class_{k} = bc(x).squeeze(1) > 0  # x: images preprocessed as for the parent model'),
-        f'## Model details\n\n- **Params (M):** {params / 1e6:.4g} ({100 * params / parent_params:.1f} % of the '
+        f'## Model details\n\n- **Params (M):** {params / 1e6:.4g} ({100 * params / bc.source_params:.1f} % of the '
         f'parent\'s)\n- **GMACs:** {count_flops(bc, input_size) / 2e9:.4g} at {_size(input_size)}\n'
         f'- **Paper:** {PAPER}',
         '## Kept subNNs\n\n' + _table(('Coded block', 'Kept subNNs'), words),

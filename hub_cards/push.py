@@ -79,8 +79,7 @@ def push_binary_classifier(
     """
     validate_repo_id(repo_id)
     input_size = (bc.in_chans, *bc.pretrained_cfg.get('input_size', (3, 224, 224))[1:])
-    card = binary_classifier_card(bc, parent or bc.source_architecture, repo_id, input_size, bc.source_params,
-                                  class_name=label_name, metrics=metrics)
+    card = binary_classifier_card(bc, parent or bc.source_architecture, repo_id, input_size, label_name, metrics)
     upload_kwargs.setdefault('commit_message', f'Add binary classifier of class {bc.class_index}')
     with tempfile.TemporaryDirectory() as tmp:
         save_binary_classifier(bc, tmp, label_name)

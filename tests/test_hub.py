@@ -352,8 +352,8 @@ def test_card_without_facts_invents_none(trained, tmp_path):
 def test_binary_classifier_card(exported):
     from timm_coded.analyze import count_parameters, extract_binary_classifier
     bc = extract_binary_classifier(exported.model, 8)
-    card = binary_classifier_card(bc, REPO, 'acme/coded-tiny-bag', (1, 28, 28), count_parameters(exported.model),
-                                  class_name='Bag', metrics={'precision': 93.5, 'recall': 77.25})
+    card = binary_classifier_card(bc, REPO, 'acme/coded-tiny-bag', (1, 28, 28), class_name='Bag',
+                                  metrics={'precision': 93.5, 'recall': 77.25})
     assert card.data.library_name == 'timm' and 'binary-classification' in card.data.tags
     assert 'class 8 (Bag)' in card.text and '| precision | 93.5 |' in card.text
     share = 100 * count_parameters(bc) / count_parameters(exported.model)
@@ -361,7 +361,7 @@ def test_binary_classifier_card(exported):
     for block, keep in bc.kept_subnns.items():
         assert f'| `{block}` | {", ".join(map(str, keep))} |' in card.text
     with pytest.raises(ValueError, match='percentage'):
-        binary_classifier_card(bc, REPO, 'acme/bc', (1, 28, 28), 1, metrics={'precision': 935.})
+        binary_classifier_card(bc, REPO, 'acme/bc', (1, 28, 28), metrics={'precision': 935.})
 
 
 def test_push_binary_classifier_with_its_card(exported, hub, monkeypatch, tmp_path):

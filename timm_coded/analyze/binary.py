@@ -109,7 +109,7 @@ class BinaryClassifier(nn.Module):
         self.source_architecture = str(getattr(net, 'pretrained_cfg', {}).get('architecture', type(net).__name__))
         # timm's factory records the kwargs a model was built with; codebooks are not needed to rebuild a BC
         self.source_model_args = {k: v for k, v in getattr(net, '_model_args', {}).items() if k != 'codebooks'}
-        self.source_params = sum(p.numel() for p in net.parameters())
+        self.source_params = count_parameters(net)
         self.pretrained_cfg = dict(getattr(net, 'pretrained_cfg', {}), num_classes=1)
         self.pretrained_cfg.pop('label_names', None)
         stages = dict.fromkeys(name.split('.')[0] for name, _ in residual_blocks(net))  # layer1, layer2, ...
