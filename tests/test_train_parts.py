@@ -13,7 +13,7 @@ from timm.scheduler import create_scheduler_v2, scheduler_kwargs
 
 import timm_coded  # noqa: F401
 from train_hooks.args import build_parser, list_recipes, load_recipe, parse_args
-from train_hooks.data import PaddedDataset, cifar_train_transform, create_datasets
+from train_hooks.data import PaddedDataset, create_datasets, create_loaders
 from train_hooks.device import Runtime
 from train_hooks.loop import CodedEvaluator
 
@@ -78,22 +78,38 @@ def test_imagenet_recipe_is_the_paper_appendix_b():
     assert num_epochs == 250  # 5 warm-up ... 10 cool-down
 
 
-def test_cifar_pad_crop_transform():
-    img = Image.fromarray(np.full((32, 32, 3), 200, np.uint8))
-    mean, std = (0.5, 0.5, 0.5), (0.25, 0.25, 0.25)
-    torch.manual_seed(0)
-    tf = cifar_train_transform(32, padding=4, hflip=0.5, auto_augment='rand-m4-n3', mean=mean, std=std)
+class _OneImage(torch.utils.data.Dataset):
+    """20 copies of one grey image; timm's create_loader sets `transform`."""
+    transform = None
+
+    def __len__(self) -> int:
+        return 20
+
+    def __getitem__(self, index: int):
+        return self.transform(Image.fromarray(np.full((32, 32, 3), 200, np.uint8))), 0
+
+
+def _train_transform(argv):
+    args, _ = parse_args(argv + ['--workers', '0', '--no-prefetcher'])
+    ds, cfg = _OneImage(), dict(input_size=(3, 32, 32), interpolation='bilinear', mean=(0.5,) * 3, std=(0.25,) * 3,
+                                crop_pct=1.0)
+    loader, _ = create_loaders(args, (ds, _OneImage()), (cfg, cfg), Runtime(torch.device('cpu')), False)
+    return ds.transform, loader
+
+
+def test_pad_crop_replaces_timm_random_resized_crop():
+    tf, loader = _train_transform(['--config', 'cifar10', '--reprob', '0', '-b', '20'])
     names = [type(t).__name__ for t in tf.transforms]
-    assert names[:3] == ['RandomCrop', 'RandomHorizontalFlip', 'RandAugment']
-    tf = cifar_train_transform(32, padding=4, mean=mean, std=std)
-    outs = torch.stack([tf(img) for _ in range(20)])
-    assert outs.shape == (20, 3, 32, 32)
+    assert names == ['RandomCrop', 'RandomHorizontalFlip', 'RandAugment', 'MaybeToTensor', 'Normalize']
+    torch.manual_seed(0)
+    outs = next(iter(loader))[0]
     border = (0 - 0.5) / 0.25  # zero padding shows up as black pixels at some crops
-    assert (outs == border).any() and (outs == (200 / 255 - 0.5) / 0.25).any()
-    raw = cifar_train_transform(32, padding=4, use_prefetcher=True)(img)
-    assert raw.dtype == torch.uint8 and raw.shape == (3, 32, 32)
-    with pytest.raises(ValueError, match='RandAugment'):
-        cifar_train_transform(32, auto_augment='v0')
+    assert outs.shape == (20, 3, 32, 32) and (outs == border).any()
+    tf, _ = _train_transform(['--config', 'fashion_mnist'])  # no --aa: the recipe turns timm's colour jitter off
+    assert [type(t).__name__ for t in tf.transforms][:2] == ['RandomCrop', 'RandomHorizontalFlip']
+    assert 'ColorJitter' not in str(tf)
+    with pytest.raises(SystemExit):
+        parse_args(['--pad-crop', '4', '--train-crop-mode', 'rkrc'])
 
 
 def test_padded_evaluation_counts_every_image_once():

@@ -108,7 +108,8 @@ _FLAGS = [
         ('--no-aug', False, 'disable all training augmentation'),
         ('--train-crop-mode', None, 'training random crop mode (rrc, rkrc, rkrr)'),
         ('--pad-crop', 0, '(ours) CIFAR-style train crop: pad by PIXELS, random crop at input size, instead of '
-                          'random-resized-crop (0 = off)', {'metavar': 'PIXELS'}),
+                          "timm's random-resized crop; the rest of timm's train transform stays (0 = off)",
+         {'metavar': 'PIXELS'}),
         ('--scale', [0.08, 1.0], 'random resize scale', _FLOATS),
         ('--ratio', [3. / 4., 4. / 3.], 'random resize aspect ratio', _FLOATS),
         ('--hflip', 0.5, 'horizontal flip training aug probability'),
@@ -238,6 +239,8 @@ def _check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         parser.error(f"--amp-dtype must be 'float16' or 'bfloat16', got {args.amp_dtype!r}.")
     if args.pad_crop < 0:
         parser.error(f'--pad-crop must be >= 0 pixels, got {args.pad_crop}.')
+    if args.pad_crop and args.train_crop_mode not in (None, 'rrc'):
+        parser.error(f'--pad-crop replaces the random-resized crop: drop --train-crop-mode {args.train_crop_mode}.')
     if args.model_kwargs is None:
         args.model_kwargs = {}
     if not isinstance(args.model_kwargs, dict):

@@ -1,5 +1,5 @@
 """ Datasets, transforms and loaders of `train_hooks.train`, built from timm.data: `create_dataset`'s datasets plus
-`fashion_mnist` (offline, Debian's `dataset-fashion-mnist`), the CIFAR pad-and-crop transform timm lacks, and
+`fashion_mnist` (offline, Debian's `dataset-fashion-mnist`), the CIFAR pad-and-crop in timm's train transform, and
 evaluation sets padded to whole batches with target -1 (`PaddedDataset`): every evaluation batch has one shape (XLA)
 and distributed ranks see disjoint real samples; the evaluator ignores target -1.
 """
@@ -11,14 +11,11 @@ import torch
 import torch.utils.data
 from torchvision import transforms
 
-from timm.data import FastCollateMixup, Mixup, create_dataset, create_loader, rand_augment_transform
-from timm.data.random_erasing import RandomErasing
-from timm.data.transforms import MaybePILToTensor, MaybeToTensor, str_to_pil_interp
+from timm.data import FastCollateMixup, Mixup, create_dataset, create_loader
 
 from timm_coded.data import FashionMNIST, Subset, balanced_subset
 
-__all__ = ['FASHION_MNIST', 'PaddedDataset', 'MixupCollate', 'cifar_train_transform',
-           'create_datasets', 'create_mixup', 'create_loaders']
+__all__ = ['FASHION_MNIST', 'PaddedDataset', 'MixupCollate', 'create_datasets', 'create_mixup', 'create_loaders']
 
 FASHION_MNIST = 'fashion_mnist'
 PAD_TARGET = -1
@@ -76,33 +73,6 @@ def create_datasets(args, in_chans: int) -> Tuple[torch.utils.data.Dataset, torc
     return train, val
 
 
-def cifar_train_transform(
-        img_size: int, padding: int = 4, hflip: float = 0.5, auto_augment: Optional[str] = None,
-        interpolation: str = 'bilinear', mean: Tuple[float, ...] = (0.5, 0.5, 0.5),
-        std: Tuple[float, ...] = (0.5, 0.5, 0.5), re_prob: float = 0., re_mode: str = 'pixel', re_count: int = 1,
-        use_prefetcher: bool = False,
-) -> transforms.Compose:
-    """CIFAR training transform: zero-pad by `padding`, random crop `img_size`, flip, RandAugment; a uint8 tensor with
-    `use_prefetcher` (timm's prefetcher normalises and erases on device), else normalised, then random erasing."""
-    tfl = [transforms.RandomCrop(img_size, padding=padding)]
-    if hflip > 0.:
-        tfl.append(transforms.RandomHorizontalFlip(p=hflip))
-    if auto_augment:
-        if not auto_augment.startswith('rand'):
-            raise ValueError(f'The pad-crop transform supports RandAugment ("rand-..."), got --aa {auto_augment!r}.')
-        aa_params = dict(translate_const=int(img_size * 0.45), img_mean=tuple(min(255, round(255 * x)) for x in mean))
-        if interpolation and interpolation != 'random':
-            aa_params['interpolation'] = str_to_pil_interp(interpolation)
-        tfl.append(rand_augment_transform(auto_augment, aa_params))
-    if use_prefetcher:
-        tfl.append(MaybePILToTensor())
-    else:
-        tfl += [MaybeToTensor(), transforms.Normalize(mean=torch.tensor(mean), std=torch.tensor(std))]
-        if re_prob > 0.:
-            tfl.append(RandomErasing(re_prob, mode=re_mode, max_count=re_count, device='cpu'))
-    return transforms.Compose(tfl)
-
-
 def create_mixup(args, num_classes: int, use_prefetcher: bool) -> Optional[Callable]:
     """timm's Mixup / CutMix as a collate function (FastCollateMixup with the prefetcher), or None."""
     if not (args.mixup > 0 or args.cutmix > 0. or args.cutmix_minmax is not None):
@@ -128,11 +98,8 @@ def create_loaders(args, datasets: Tuple[torch.utils.data.Dataset, torch.utils.d
         train_crop_mode=args.train_crop_mode, scale=args.scale, ratio=args.ratio, hflip=args.hflip, vflip=args.vflip,
         color_jitter=args.color_jitter, auto_augment=args.aa, interpolation=interpolation,
         mean=train_config['mean'], std=train_config['std'], collate_fn=collate_fn, persistent_workers=False, **common)
-    if args.pad_crop and not args.no_aug:
-        train.transform = cifar_train_transform(
-            train_config['input_size'][-1], padding=args.pad_crop, hflip=args.hflip, auto_augment=args.aa,
-            interpolation=interpolation, mean=train_config['mean'], std=train_config['std'],
-            re_prob=args.reprob, re_mode=args.remode, re_count=args.recount, use_prefetcher=use_prefetcher)
+    if args.pad_crop and not args.no_aug:  # CIFAR crop (pad, random crop) in place of timm's random-resized crop
+        train.transform.transforms[0] = transforms.RandomCrop(train_config['input_size'][-1], padding=args.pad_crop)
     batch_size = args.validation_batch_size or args.batch_size
     loader_eval = create_loader(
         PaddedDataset(val, batch_size * rt.world_size), input_size=eval_config['input_size'], batch_size=batch_size,
