@@ -13,13 +13,13 @@ import argparse
 import json
 import os
 import shlex
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 from timm_coded.analyze.report import markdown_table
+from train_hooks.main_job import run_stages
 
 from common import ROOT, machine_info, write_section
 
@@ -40,16 +40,10 @@ def run_name(args: argparse.Namespace, coded: bool = True) -> str:
 
 
 def run(cmd: List[str], log: Path, threads: Optional[int]) -> float:
-    """Run a command (output to `log`); returns its wall time in seconds, or stops on failure."""
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads)) if threads else None
-    t0 = time.time()
-    with open(log, 'w') as f:
-        f.write(shlex.join(cmd) + '\n')
-        f.flush()
-        rc = subprocess.call(cmd, stdout=f, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
-    if rc:
-        sys.exit(f'failed (exit {rc}): {shlex.join(cmd)}; see {log}')
-    return time.time() - t0
+    """Run a command (output to `log`) with `main_job.run_stages`; returns its wall time in seconds."""
+    timings: Dict[str, float] = {}
+    run_stages({log.stem: cmd}, log.parent, timings, threads or 0)
+    return timings[log.stem]
 
 
 def train(args: argparse.Namespace, coded: bool) -> Dict[str, Any]:
