@@ -5,14 +5,16 @@ resnext50_32x4d at 160 px and of the CIFAR nets vs their baselines, and the stag
 explicit formulation (`ExplicitCodedBlock`); activation memory (exact) and the peak memory of training. Writes the
 `bench_models` (CPU, glibc malloc defaults), `bench_models_cpu_cached_malloc` (CPU run with MALLOC_* tunables that
 keep freed memory, e.g. `MALLOC_MMAP_THRESHOLD_=4294967296 MALLOC_TRIM_THRESHOLD_=68719476736`) or
-`bench_models_cuda` section of BENCHMARKS.md (`..._compile` with --compile).
+`bench_models_cuda` section of BENCHMARKS.md (`..._compile` with --compile). `--profile` prints instead where the
+coded step spends its extra time: torch.profiler's per-op host and device times of the ResNeXt-50 pair.
 
-    python bench/bench_models.py [--batches 8,32] [--repeats 7] [--device cpu|cuda]
+    python bench/bench_models.py [--batches 8,32] [--repeats 7] [--device cpu|cuda] [--profile]
 """
 import argparse
 import multiprocessing
 import os
 import re
+from collections import defaultdict
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import List, Optional
@@ -21,12 +23,17 @@ import timm
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.profiler import ProfilerActivity, profile
 
 import timm_coded
 from timm_coded import CodedBottleneck, subnn_coding_reference
 
 from common import activation_bytes, command_line, machine_info, median, time_interleaved, time_interleaved_samples, \
     write_section
+
+
+SYNC_EVENTS = ('cudaStreamSynchronize', 'cudaDeviceSynchronize', 'cudaEventSynchronize', 'aten::_local_scalar_dense')
+LAUNCH_EVENTS = ('cudaLaunchKernel', 'cudaLaunchKernelExC', 'cuLaunchKernel', 'cuLaunchKernelEx')
 
 
 class ExplicitCodedBlock(nn.Module):
@@ -145,6 +152,36 @@ def block_row(batch: int, repeats: int, device: torch.device) -> str:
             f'**{ac / ae:.3f}x** |')
 
 
+def profile_pair(batch: int, amp: bool, device: torch.device, steps: int = 3, top: int = 25) -> None:
+    """Print the ResNeXt-50 pair's train step (160 px) op by op, ops sorted by the time difference."""
+    x, y = torch.randn(batch, 3, 160, 160, device=device), torch.randint(1000, (batch,), device=device)
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == 'cuda' else [])
+    ops = []  # per model, {op: (host ms, device ms, calls) per step}
+    for name in ('coded_resnext50_32x4d', 'resnext50_32x4d'):
+        torch.manual_seed(0)
+        step = train_step_fn(timm.create_model(name).to(device).train(), x, y, name.startswith('coded'), amp)
+        for _ in range(3):
+            step()
+        with profile(activities=activities) as prof:
+            for _ in range(steps):
+                step()
+                if device.type == 'cuda':
+                    torch.cuda.synchronize()
+        ops.append(defaultdict(lambda: (0., 0., 0), {e.key: (e.self_cpu_time_total / 1e3 / steps, (getattr(
+            e, 'self_device_time_total', 0.) or 0.) / 1e3 / steps, e.count // steps) for e in prof.key_averages()}))
+    coded, base = ops
+    total = lambda o, i, keys=None: sum(v[i] for k, v in o.items() if keys is None or k in keys)  # noqa: E731
+    print(f'\n== batch {batch}{" bf16" if amp else ""} on {device}, per step, coded / base: host '
+          f'{total(coded, 0):.1f} / {total(base, 0):.1f} ms, device {total(coded, 1):.1f} / {total(base, 1):.1f} ms, '
+          f'kernel launches {total(coded, 2, LAUNCH_EVENTS)} / {total(base, 2, LAUNCH_EVENTS)}, host syncs '
+          f'{total(coded, 2, SYNC_EVENTS)} / {total(base, 2, SYNC_EVENTS)} ==')
+    for label, i in (('device', 1), ('host', 0)):
+        print(f'-- ops by {label}-time difference (ms coded, ms base, calls coded, calls base) --')
+        for k in sorted(set(coded) | set(base), key=lambda k: -abs(coded[k][i] - base[k][i]))[:top]:
+            print(f'{coded[k][i] - base[k][i]:+8.3f} {coded[k][i]:8.3f} {base[k][i]:8.3f} {coded[k][2]:5d} '
+                  f'{base[k][2]:5d}  {k[:90]}')
+
+
 def batch_list(arg: Optional[str], default: str) -> List[int]:
     """Comma-separated batch sizes; an explicit empty string means none."""
     return [int(b) for b in (default if arg is None else arg).split(',') if b]
@@ -164,10 +201,17 @@ def main() -> None:
     parser.add_argument('--compile', action='store_true',
                         help='both models under torch.compile (default mode), train-step time only; its own section')
     parser.add_argument('--no-write', action='store_true', help='print only, leave BENCHMARKS.md alone')
+    parser.add_argument('--profile', action='store_true', help='print the op-by-op profile of the ResNeXt-50 '
+                        'pair at --batches and --amp-batches instead; nothing is written')
     args = parser.parse_args()
     device = torch.device(args.device)
     cuda = device.type == 'cuda'
     torch.backends.cudnn.benchmark = cuda  # as timm's train.py
+    if args.profile:
+        for batch, amp in [(b, False) for b in batch_list(args.batches, '32,256' if cuda else '8')] + [
+                (b, True) for b in batch_list(args.amp_batches, '256' if cuda else '')]:
+            profile_pair(batch, amp, device)
+        return
     cifar_batch = args.cifar_batch if args.cifar_batch is not None else (128 if cuda else 32)
     info = machine_info()
     malloc = {k: v for k, v in sorted(os.environ.items()) if k.startswith('MALLOC_') or k == 'LD_PRELOAD'}
