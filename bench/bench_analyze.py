@@ -14,7 +14,7 @@ from typing import List
 import timm
 import torch
 
-import timm_coded  # noqa: F401
+import timm_coded
 from timm_coded.analyze import EarlyExit, count_flops, count_parameters, extract_binary_classifier
 
 from common import command_line, machine_info, time_interleaved, write_section
@@ -28,7 +28,7 @@ def bench_case(name: str, size: int, batch: int, repeats: int, device: str) -> L
     input_size = (3, size, size)
     x = torch.randn(batch, *input_size, device=device)
     variants = {'full model': model, 'binary classifier (class 0)': extract_binary_classifier(model, 0).to(device)}
-    for i, block in enumerate(model.coded_block_names()):
+    for i, (block, _) in enumerate(timm_coded.named_coded_blocks(model)):
         variants[f'early exit @ {block}'] = EarlyExit(model, i)
     full_flops, full_params = count_flops(model, input_size), count_parameters(model)
     times = time_interleaved({k: torch.inference_mode()(lambda m=m: m(x)) for k, m in variants.items()}, repeats,

@@ -236,7 +236,7 @@ def test_early_exit_matches_decoder_and_stops():
     model = tiny_imagenet_style()
     x = torch.randn(3, 3, 48, 48)
     scores = timm_coded.early_decode(model, x)
-    names = model.coded_block_names()
+    names = [n for n, _ in timm_coded.named_coded_blocks(model)]
     assert names == ['layer3.0', 'layer3.1', 'layer4.0', 'layer4.1'] and len(scores) == 4
     watched = [f'{n}.conv3' for n in names] + ['fc']
     called = []
@@ -364,7 +364,7 @@ def test_checkpoint_rebuilds_the_trained_coding_ratios(tmp_path):
     loaded, _, _ = model_from_checkpoint(path)
     assert loaded.coding_ratios == ('10/10', '4/10', '2/10')
     assert loaded.coded_blocks()[0].subnn_drop.rate == 0.2
-    torch.testing.assert_close(loaded.get_codebook('r2_10'), model.get_codebook('r2_10'))
+    torch.testing.assert_close(loaded.codebooks.get('r2_10'), model.codebooks.get('r2_10'))
 
 
 # --- trained on Fashion-MNIST: the CLI report -----------------------------------------------------------------

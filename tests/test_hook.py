@@ -31,7 +31,7 @@ def hand_coding_loss(model, target_rows):
     total = 0.
     for block in model.coded_blocks():
         energies = block.subnn_energies.tolist()
-        codebook = model.get_codebook(block.coding_key).tolist()
+        codebook = model.codebooks.get(block.coding_key).tolist()
         r = block.num_active / block.num_subnns
         per_sample = []
         for e_row, weights in zip(energies, target_rows):
@@ -62,7 +62,7 @@ def test_gradients_reach_every_coded_block():
     model = tiny().train()
     model(torch.randn(4, 3, 16, 16))
     timm_coded.coding_loss(model, torch.tensor([0, 1, 2, 3])).backward()
-    for name, block in zip(model.coded_block_names(), model.coded_blocks()):
+    for name, block in timm_coded.named_coded_blocks(model):
         for layer in (block.conv1, block.conv2, block.conv3):
             assert layer.weight.grad is not None and layer.weight.grad.abs().sum() > 0, name
 

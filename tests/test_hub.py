@@ -282,7 +282,7 @@ def test_local_dir_helper_and_fine_tuning(exported, tmp_path):
         assert torch.equal(model(exported.ref['x']), exported.ref['logits'])
     with pytest.warns(UserWarning, match='fine-tuning to a new class count'):
         tuned = timm.create_model(f'local-dir:{exported.dir}', pretrained=True, num_classes=5)  # stock timm
-    assert tuned.num_classes == 5 and tuned.get_codebook('r3_10').shape == (5, 10)
+    assert tuned.num_classes == 5 and tuned.codebooks.get('r3_10').shape == (5, 10)
     with pytest.raises(FileNotFoundError, match='No folder'):
         create_model_from_hub(f'local-dir:{tmp_path / "nope"}')
     with pytest.raises(ValueError, match='Repo id'):

@@ -127,7 +127,7 @@ def test_builtin_codebooks_are_table4():
     assert schemes['r3_10'].to_strings()[0] == '1001001000'  # airplane, Table 4
     assert schemes['r5_10'].to_strings()[-1] == '0100110011'  # truck, Table 4
     m100 = timm.create_model('coded_resnext29_20x6d')
-    assert m100.get_codebook('r8_20').shape == (100, 20)
+    assert m100.codebooks.get('r8_20').shape == (100, 20)
 
 
 def test_plain_ratios_equal_timm_resnext50():
@@ -145,7 +145,7 @@ def test_timm_resnext50_weights_load_into_coded():
     model = timm.create_model('coded_resnext50_32x4d')
     result = model.load_state_dict(ref.state_dict(), strict=True)  # codebooks are kept, not "missing"
     assert not result.missing_keys and not result.unexpected_keys
-    assert model.get_codebook('r8_32').shape == (1000, 32)
+    assert model.codebooks.get('r8_32').shape == (1000, 32)
 
 
 def test_checkpoint_with_other_codebook_fails_clearly():
@@ -186,16 +186,16 @@ def test_bad_model_arguments():
 
 def test_ratio_spellings_and_any_class_count():
     m = timm.create_model('coded_resnext29_10x11d', coding_ratios='10/10,5/10,3/10', num_classes=37)
-    assert m.coding_ratios == ('10/10', '5/10', '3/10') and m.get_codebook('r3_10').shape == (37, 10)
+    assert m.coding_ratios == ('10/10', '5/10', '3/10') and m.codebooks.get('r3_10').shape == (37, 10)
     m = timm.create_model('coded_resnext29_10x11d', coding_ratios=(10, 0.5, 3), num_classes=0)
-    assert m.get_codebook('r5_10').shape == (0, 10)
+    assert m.codebooks.get('r5_10').shape == (0, 10)
     assert m(torch.randn(1, 3, 32, 32)).shape == (1, 1024)
 
 
 def test_reset_classifier_rebuilds_codebooks():
     model = tiny()
     model.reset_classifier(9)
-    assert model.fc.out_features == 9 and model.get_codebook('r3_6').shape == (9, 6)
+    assert model.fc.out_features == 9 and model.codebooks.get('r3_6').shape == (9, 6)
     assert len(set(model.coding_schemes()['r3_6'].to_strings())) == 9
     model.reset_classifier(0)
     assert model(torch.randn(2, 3, 16, 16)).shape == (2, 128)

@@ -10,12 +10,9 @@ import functools
 import hashlib
 import json
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
-
-if TYPE_CHECKING:  # torch is only needed by `CodingScheme.to_tensor`; keep the CLI light
-    import torch
 
 __all__ = ['CodingScheme']
 
@@ -127,19 +124,6 @@ class CodingScheme:
                     ideal_spread=_ideal_spread(self.num_classes, self.num_subnns, self.num_active))
 
     # --- access -----------------------------------------------------------------------------------------
-    def active_indices(self, k: int) -> Tuple[int, ...]:
-        """SubNNs that work for class k (the 1s of its codeword)."""
-        return tuple(int(i) for i in np.flatnonzero(self.codewords[k]))
-
-    def inactive_indices(self, k: int) -> Tuple[int, ...]:
-        """SubNNs that do not work for class k (the 0s of its codeword)."""
-        return tuple(int(i) for i in np.flatnonzero(self.codewords[k] == 0))
-
-    def to_tensor(self, dtype: Optional['torch.dtype'] = None, device: Any = None) -> 'torch.Tensor':
-        """(K, N) tensor of the codewords, float32 unless `dtype` says otherwise."""
-        import torch
-        return torch.tensor(self.codewords, dtype=dtype or torch.float32, device=device)
-
     def to_strings(self) -> List[str]:
         """One '0'/'1' string per codeword."""
         return [''.join('1' if b else '0' for b in row) for row in self.codewords]

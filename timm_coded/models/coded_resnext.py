@@ -259,15 +259,6 @@ class CodedResNeXt(nn.Module):
         return [b for _, b in named_coded_blocks(self)]
 
     @torch.jit.ignore
-    def coded_block_names(self) -> List[str]:
-        return [n for n, _ in named_coded_blocks(self)]
-
-    @torch.jit.ignore
-    def get_codebook(self, key: str, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-        """(K, N) codebook of ratio `key` ('r3_10')."""
-        return self.codebooks.get(key, dtype)
-
-    @torch.jit.ignore
     def coding_schemes(self) -> Dict[str, CodingScheme]:
         """{'r3_10': CodingScheme} for every coded ratio, from the codebook buffers."""
         return {k: CodingScheme.from_codewords(getattr(self.codebooks, k).cpu().numpy(),
