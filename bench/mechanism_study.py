@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from timm_coded.analyze.report import markdown_table
+from timm_coded.analyze.report import markdown_table, pct
 from train_hooks.main_job import run_stages
 
 from common import ROOT, machine_info, write_section
@@ -121,17 +121,13 @@ def study(args: argparse.Namespace) -> None:
     print(json.dumps({k: row[k] for k in ('setting', 'top1', 'baseline_top1', 'gap')}))
 
 
-def _pct(v: float) -> str:
-    return f'{100 * v:.1f}'
-
-
 def _bc(bc: Dict[str, float]) -> str:
-    return f'{bc["f1"]:.3f} ({_pct(bc["precision"])} / {_pct(bc["recall"])})'
+    return f'{bc["f1"]:.3f} ({pct(bc["precision"])} / {pct(bc["recall"])})'
 
 
 def _kept(row: Dict[str, Any], bc: str, full: str) -> str:
     """BC F1 over the full-logit F1 of the same net, in percent."""
-    return _pct(row[f'bc_{bc}']['f1'] / row[f'bc_{full}']['f1'])
+    return pct(row[f'bc_{bc}']['f1'] / row[f'bc_{full}']['f1'])
 
 
 def report(results: Path) -> str:
@@ -150,12 +146,12 @@ def report(results: Path) -> str:
     header = ['setting', 'top-1 coded / plain', 'BC F1 coded (P / R)', 'BC F1 plain (P / R)', 'gap',
               'full-logit F1 coded / plain', 'kept coded / plain', 'early decoders',
               'removal k=1 active / inactive (k=0)', 'train min coded / plain']
-    table = [[f'`{r["setting"]}`', f'{_pct(r["top1"])} / {_pct(r["baseline_top1"])}', _bc(r['bc_coded']),
+    table = [[f'`{r["setting"]}`', f'{pct(r["top1"])} / {pct(r["baseline_top1"])}', _bc(r['bc_coded']),
               _bc(r['bc_plain']), f'{r["gap"]:+.3f}',
               f'{r["bc_full_logit"]["f1"]:.3f} / {r["bc_plain_full_logit"]["f1"]:.3f}',
               f'{_kept(r, "coded", "full_logit")} / {_kept(r, "plain", "plain_full_logit")}',
-              ', '.join(_pct(a) for a in r['decoders'].values()),
-              '; '.join(f'{b}: {_pct(v["active1"])} / {_pct(v["inactive1"])} ({_pct(v["k0"])})'
+              ', '.join(pct(a) for a in r['decoders'].values()),
+              '; '.join(f'{b}: {pct(v["active1"])} / {pct(v["inactive1"])} ({pct(v["k0"])})'
                         for b, v in r['removal'].items()),
               f'{r["train_seconds"] / 60:.0f} / {r["baseline_seconds"] / 60:.0f}{" *" if r.get("note") else ""}']
              for r in rows]
@@ -195,7 +191,7 @@ def budget_curve(rows: List[Dict[str, Any]]) -> List[str]:
 
     def seen(r: Dict[str, Any]) -> int:
         return 10 * r['args']['per_class'] * r['args']['epochs']
-    table = [[key, f'{seen(r):,}', f'{_pct(r["top1"])} / {_pct(r["baseline_top1"])}',
+    table = [[key, f'{seen(r):,}', f'{pct(r["top1"])} / {pct(r["baseline_top1"])}',
               f'{r["bc_coded"]["f1"]:.3f} / {r["bc_plain"]["f1"]:.3f}', f'{r["gap"]:+.3f}']
              for key, group in groups.items() if len(group) > 1 for r in sorted(group, key=seen)]
     header = ['architecture, ratios, mu, p_drop, batch, seed', 'images seen', 'top-1 coded / plain',

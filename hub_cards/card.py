@@ -95,10 +95,6 @@ def _card(title: str, sections: List[str], **card_data: Any) -> ModelCard:
     return ModelCard(f'---\n{data.to_yaml()}\n---\n\n' + '\n\n'.join(sections) + '\n')
 
 
-def _size(input_size: Sequence[int]) -> str:
-    return f'{int(input_size[0])} x {int(input_size[1])} x {int(input_size[2])}'
-
-
 def _coding_section(model: nn.Module, label_names: Optional[Sequence[str]]) -> str:
     schemes: Dict[str, CodingScheme] = model.coding_schemes()
     if not schemes:
@@ -180,7 +176,7 @@ def coded_model_card(
     rows = [(k, train_args[k]) for k in TRAIN_ARG_KEYS if (train_args or {}).get(k) not in (None, '', False)]
     details = [('Architecture', f'`{arch}` (timm-coded {timm_coded.__version__})'),
                ('Params (M)', f'{params / 1e6:.4g}'),
-               ('GMACs', f'{count_flops(model, input_size) / 2e9:.4g} at {_size(input_size)}'),
+               ('GMACs', f'{count_flops(model, input_size) / 2e9:.4g} at {" x ".join(map(str, input_size))}'),
                ('Classes', model.num_classes), ('Coding ratios', ', '.join(model.coding_ratios)), ('Paper', PAPER)]
     sections = [
         'A Coded ResNeXt image classifier for timm. In its coded blocks each class is routed through a fixed subset '
@@ -214,7 +210,7 @@ def binary_classifier_card(bc: nn.Module, parent: str, repo_id: str, input_size:
                          f"bc = load_binary_classifier('hf-hub:{repo_id}').eval()\n"
                          f'is_class_{k} = bc(x).squeeze(1) > 0  # x: images preprocessed as for the parent model'),
         f'## Model details\n\n- **Params (M):** {params / 1e6:.4g} ({100 * params / bc.source_params:.1f} % of the '
-        f'parent\'s)\n- **GMACs:** {count_flops(bc, input_size) / 2e9:.4g} at {_size(input_size)}\n'
+        f'parent\'s)\n- **GMACs:** {count_flops(bc, input_size) / 2e9:.4g} at {" x ".join(map(str, input_size))}\n'
         f'- **Paper:** {PAPER}',
         '## Kept subNNs\n\n' + _table(('Coded block', 'Kept subNNs'), words),
         '## Results\n\n' + _table(('Metric', 'Value (%)'), list(metrics.items())) if metrics else '',

@@ -174,7 +174,7 @@ def run_analysis(
     return {'results': results, 'figures': figures}
 
 
-def _pct(v: Optional[float]) -> str:
+def pct(v: Optional[float]) -> str:
     return '–' if v is None else f'{100 * v:.1f}'
 
 
@@ -191,9 +191,9 @@ def _markdown(r: Dict[str, Any], meta: Dict[str, Any]) -> str:
                                                                  'data_config', 'device', 'date', 'command')
             if meta.get(k) is not None]
     info += ['- **samples**: ' + ', '.join(f'{k} {v}' for k, v in r['samples'].items()),
-             f'- **accuracy (validation)**: {_pct(r["accuracy"])} %' + (
-                 f' (plain ResNeXt baseline: {_pct(r["baseline_accuracy"])} %)' if 'baseline_accuracy' in r else '')]
-    ks = lambda c, mode: ', '.join(f'k={k}: {_pct(a)}' for k, a in zip(c[f'k_{mode}'], c[f'accuracy_{mode}']))  # noqa
+             f'- **accuracy (validation)**: {pct(r["accuracy"])} %' + (
+                 f' (plain ResNeXt baseline: {pct(r["baseline_accuracy"])} %)' if 'baseline_accuracy' in r else '')]
+    ks = lambda c, mode: ', '.join(f'k={k}: {pct(a)}' for k, a in zip(c[f'k_{mode}'], c[f'accuracy_{mode}']))  # noqa
     cell = lambda m, n: f'{100 * m[n]["ece"]:.2f}, {100 * m[n]["mce"]:.2f}'  # noqa: E731
     blocks = [
         f'# Coded ResNeXt analysis: {meta.get("model", "?")}', '\n'.join(info), '## Binary classifiers (§4.3)',
@@ -203,24 +203,24 @@ def _markdown(r: Dict[str, Any], meta: Dict[str, Any]) -> str:
         f'fc weights and biases, BN affine; FLOPs by torch\'s FlopCounterMode). Threshold: maximum F1 on '
         f'training images. Mean over classes (%):',
         markdown_table(('binary classifier', 'evaluation', 'precision', 'recall', 'F1'), [
-            (BC_KINDS[kind], EVAL_SETS[s], _pct(m['precision']), _pct(m['recall']), _pct(m['f1']))
+            (BC_KINDS[kind], EVAL_SETS[s], pct(m['precision']), pct(m['recall']), pct(m['f1']))
             for kind, sets in bc['mean'].items() for s, m in sets.items()]),
         'Extracted BC per class (precision / recall / F1, %):',
         markdown_table(('class', 'threshold', 'validation', '9 neg. per pos.', 'OOD negatives'), [
             (f'{c["class"]} {c["name"]}', f'{c["coded"]["threshold"]:.3f}', *(
-                ' / '.join(_pct(c['coded'][s][m]) for m in ('precision', 'recall', 'f1')) if s in c['coded'] else '–'
+                ' / '.join(pct(c['coded'][s][m]) for m in ('precision', 'recall', 'f1')) if s in c['coded'] else '–'
                 for s in EVAL_SETS)) for c in bc['classes']]),
         '![BC output distributions](bc_distributions.png)',
         '![Precision-recall of the binary classifiers](precision_recall.png)', '## Early decoders (§4.4)',
         'Block l predicts the class whose codeword is nearest (L2) to r_l x its normalised subNN energies; early exit '
         'runs the network only up to that block.',
         markdown_table(('block', 'decoder accuracy (%)', 'early-exit FLOP share (%)'),
-                       [(e['block'], _pct(a), _pct(e['flop_share'])) for a, e in zip(ed['accuracy'], ed['early_exit'])]
-                       + [('full network', _pct(ed['final_accuracy']), '100.0')]),
+                       [(e['block'], pct(a), pct(e['flop_share'])) for a, e in zip(ed['accuracy'], ed['early_exit'])]
+                       + [('full network', pct(ed['final_accuracy']), '100.0')]),
         '![Early-decoder accuracy](early_decoders.png)',
         'Accuracy of the final prediction given how many early decoders agree with it (Table 3):',
         markdown_table(('decoders agreeing', 'samples', 'accuracy (%)'),
-                       [(row['agree'], row['count'], _pct(row['accuracy'])) for row in ed['agreement']]),
+                       [(row['agree'], row['count'], pct(row['accuracy'])) for row in ed['agreement']]),
         '## SubNN removal (§4.2)', 'k random subNNs of one block removed per sample, from the subNNs active for its '
         'class or from the inactive ones (accuracy %):',
         '\n'.join(f'- **{c["block"]}**: active removed {ks(c, "active")}; inactive removed {ks(c, "inactive")}'
